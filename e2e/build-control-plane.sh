@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Builds etcd, kube-apiserver, kube-controller-manager and Metacontroller from their Go modules into
+# ${KFEXT_CACHE:-~/.cache/kubeflow-extension}/<component>-<version>/, skipping any binary already there.
+# Every module comes from the Go module proxy; nothing is written inside the repository.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=versions.env
+source "$here/versions.env"
+cache=${KFEXT_CACHE:-$HOME/.cache/kubeflow-extension}
+export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local
+# The checksum database has no entry for Metacontroller (its go.mod names another module path).
+export GONOSUMDB=github.com/metacontroller/metacontroller
+
+k8s_dir=$cache/kubernetes-$KUBERNETES_VERSION
+etcd_dir=$cache/etcd-$ETCD_VERSION
+mc_dir=$cache/metacontroller-$METACONTROLLER_VERSION
+
+log() { printf '[build %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+
+# A throw-away wrapper module per component, so that their dependency graphs never mix.
+wrapper() {
+  local dir=$1 name=$2
+  rm -rf "$dir/src" && mkdir -p "$dir/src" && cd "$dir/src"
+  go mod init "local.invalid/$name" >/dev/null 2>&1
+}
+
+build_kubernetes() {
+  if [[ -x $k8s_dir/bin/kube-apiserver && -x $k8s_dir/bin/kube-controller-manager ]]; then
+    log "kubernetes $KUBERNETES_VERSION: cached"; return; fi
+  log "kubernetes $KUBERNETES_VERSION: building"
+  wrapper "$k8s_dir" k8sbins
+  local staging=0.${KUBERNETES_VERSION#1.} gomod
+  gomod=$(go mod download -json "k8s.io/kubernetes@v$KUBERNETES_VERSION" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["GoMod"])')
+  # k8s.io/kubernetes requires each staging module at v0.0.0 and resolves it through a replace that only
+  # applies inside its own repository; replace every one of them by its published twin.
+  local module
+  for module in $(awk '$1 ~ /^k8s\.io\// && $2 == "v0.0.0" {print $1}' "$gomod" | sort -u); do
+    go mod edit -replace="$module=$module@v$staging"
+  done
+  go get "k8s.io/kubernetes@v$KUBERNETES_VERSION" >/dev/null
+  local minor=${KUBERNETES_VERSION#1.}; minor=${minor%%.*}
+  local stamp="-X k8s.io/component-base/version.gitVersion=v$KUBERNETES_VERSION"
+  stamp+=" -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
+  go build -trimpath -ldflags "-s -w $stamp" -o "$k8s_dir/bin/" \
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
+  log "kubernetes $KUBERNETES_VERSION: done"
+}
+
+build_etcd() {
+  if [[ -x $etcd_dir/bin/etcd ]]; then log "etcd $ETCD_VERSION: cached"; return; fi
+  log "etcd $ETCD_VERSION: building"
+  wrapper "$etcd_dir" etcdbin
+  go get "go.etcd.io/etcd/server/v3@v$ETCD_VERSION" >/dev/null
+  go build -trimpath -ldflags "-s -w" -o "$etcd_dir/bin/etcd" go.etcd.io/etcd/server/v3
+  log "etcd $ETCD_VERSION: done"
+}
+
+build_metacontroller() {
+  if [[ -x $mc_dir/bin/metacontroller && -f $mc_dir/crds/metacontroller-crds-v1.yaml ]]; then
+    log "metacontroller $METACONTROLLER_VERSION: cached"; return; fi
+  log "metacontroller $METACONTROLLER_VERSION: building"
+  wrapper "$mc_dir" mcbin
+  local upstream=github.com/metacontroller/metacontroller@v$METACONTROLLER_VERSION source_dir
+  go mod edit -require=metacontroller@v0.0.0 -replace="metacontroller=$upstream"
+  source_dir=$(go mod download -json "$upstream" | python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')
+  # The replaced module's own replace lines do not apply here; repeat them so it builds as released.
+  local line
+  while read -r line; do go mod edit -replace="$line"; done < <(
+    awk '/^replace \(/ {inside=1; next} inside && /^\)/ {inside=0}
+         inside && $2 == "=>" && $3 !~ /^\./ {print $1 "=" $3 "@" $4}' "$source_dir/go.mod")
+  printf 'package main\n\nimport _ "metacontroller"\n' >tools.go
+  go mod tidy
+  # reflect2 < 1.0.2 crashes at run time on Go >= 1.18 (it reads runtime map internals); the fixed
+  # patch releases are drop-in.
+  go get github.com/modern-go/reflect2@v1.0.2 github.com/json-iterator/go@v1.1.12
+  go build -trimpath -ldflags "-s -w" -o "$mc_dir/bin/metacontroller" metacontroller
+  mkdir -p "$mc_dir/crds"
+  cp "$source_dir/manifests/production/metacontroller-crds-v1.yaml" "$mc_dir/crds/"
+  chmod u+w "$mc_dir/crds/metacontroller-crds-v1.yaml"
+  log "metacontroller $METACONTROLLER_VERSION: done"
+}
+
+what=${1:-all}
+case $what in
+  all) (build_etcd) && (build_metacontroller) && (build_kubernetes) ;;
+  etcd|metacontroller|kubernetes) ("build_$what") ;;
+  *) echo "usage: $0 [all|etcd|metacontroller|kubernetes]" >&2; exit 2 ;;
+esac
