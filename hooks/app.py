@@ -1,0 +1,67 @@
+"""Routes only: parse a hook request, call desired(), encode. ASGI app: ``hooks.app:app``."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from hooks.desired import desired, related_rules
+from hooks.request import parse_customize, parse_sync
+from service import config as configuration
+from service.http import ClientError, client_error_handler, json_response, probe_routes, read_json
+from service.metrics import RequestMetrics
+
+log = logging.getLogger(__name__)
+
+
+def create_app(config: configuration.Config) -> Starlette:
+    metrics = RequestMetrics("kfext_hook", ("hook", "outcome"))
+
+    async def sync(request: Request) -> Response:
+        with metrics.timed("sync"):
+            try:
+                hook = parse_sync(await read_json(request))
+            except ClientError:
+                metrics.count("sync", "rejected")
+                raise
+            attachments = [] if hook.finalizing else desired(hook.namespace, hook.profile, hook.types, config)
+            answer: dict[str, object] = {"attachments": attachments}
+            if hook.finalizing:
+                # Nothing may be created in a terminating namespace; report done once all is gone.
+                answer["finalized"] = hook.observed == 0
+            metrics.count("sync", "ok")
+            log.info(
+                "sync",
+                extra={
+                    "namespace": hook.namespace,
+                    "profile": hook.profile is not None,
+                    "observed": hook.observed,
+                    "desired": len(attachments),
+                },
+            )
+            return json_response(answer)
+
+    async def customize(request: Request) -> Response:
+        with metrics.timed("customize"):
+            try:
+                namespace = parse_customize(await read_json(request))
+            except ClientError:
+                metrics.count("customize", "rejected")
+                raise
+            metrics.count("customize", "ok")
+            return json_response({"relatedResources": related_rules(namespace)})
+
+    routes = [
+        Route("/sync", sync, methods=["POST"]),
+        Route("/finalize", sync, methods=["POST"]),
+        Route("/customize", customize, methods=["POST"]),
+        *probe_routes(metrics.registry),
+    ]
+    return Starlette(routes=routes, exception_handlers={ClientError: client_error_handler})
+
+
+app = create_app(configuration.load())

@@ -1,0 +1,94 @@
+"""The desired attachments of one profile namespace: a pure function, the whole decision on one screen."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hooks import istio
+from service.config import Config
+
+log = logging.getLogger(__name__)
+
+PROFILE_API_VERSION = "kubeflow.org/v1"
+PROFILE_RESOURCE = "profiles"
+
+
+@dataclass(frozen=True, order=True)
+class AttachmentType:
+    """A type the calling DecoratorController declares in `spec.attachments`."""
+
+    api_version: str
+    kind: str
+
+
+# (group, plural resource) -> kind, for the types this hook knows how to build.
+SUPPORTED_RESOURCES = {
+    ("security.istio.io", "authorizationpolicies"): "AuthorizationPolicy",
+    ("rbac.istio.io", "servicerolebindings"): "ServiceRoleBinding",
+    ("networking.istio.io", "envoyfilters"): "EnvoyFilter",
+}
+AUTHORIZATION_KINDS = ("AuthorizationPolicy", "ServiceRoleBinding")
+
+
+def supported_types(declared: Sequence[tuple[str, str]]) -> tuple[AttachmentType, ...]:
+    """The declared (apiVersion, resource) pairs this hook can build, in a fixed order."""
+    found = set()
+    for api_version, resource in declared:
+        group = api_version.rpartition("/")[0]
+        kind = SUPPORTED_RESOURCES.get((group, resource))
+        if kind is not None:
+            found.add(AttachmentType(api_version, kind))
+    return tuple(sorted(found, key=lambda t: (t.kind != "EnvoyFilter", t.kind, t.api_version)))
+
+
+def profile_owner(profile: Mapping[str, Any] | None) -> str | None:
+    """The owner's user name, or None when the Profile gives none that can go in a header."""
+    if profile is None:
+        return None
+    spec = profile.get("spec")
+    owner = spec.get("owner") if isinstance(spec, Mapping) else None
+    name = owner.get("name") if isinstance(owner, Mapping) else None
+    if not isinstance(name, str) or not name.strip():
+        return None
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+        log.warning("profile owner has control characters; granting nothing", extra={"owner": repr(name)})
+        return None
+    return name
+
+
+def desired(
+    namespace: str, profile: Mapping[str, Any] | None, types: Sequence[AttachmentType], config: Config
+) -> list[dict[str, Any]]:
+    """Every attachment the namespace should have; an empty list removes them all.
+
+    Empty when there is no Profile, the Profile names no usable owner, or the namespace is Kubeflow's
+    own (whose service accounts need no extra grant). The legacy Envoy header form goes with the legacy
+    authorization kind, since both belong to Istio < 1.6.
+    """
+    owner = profile_owner(profile)
+    if owner is None or namespace == config.kubeflow_namespace:
+        return []
+    legacy = any(t.kind == "ServiceRoleBinding" for t in types)
+    attachments = []
+    for attachment_type in types:
+        if attachment_type.kind == "EnvoyFilter":
+            attachments.append(
+                istio.envoy_filter(attachment_type.api_version, namespace, owner, config, legacy=legacy)
+            )
+        elif attachment_type.kind == "AuthorizationPolicy":
+            attachments.append(
+                istio.authorization_policy(attachment_type.api_version, namespace, owner, config)
+            )
+        else:
+            attachments.append(
+                istio.service_role_binding(attachment_type.api_version, namespace, owner, config)
+            )
+    return attachments
+
+
+def related_rules(namespace: str) -> list[dict[str, Any]]:
+    """What the customize hook asks Metacontroller to send with each sync: the namespace's Profile."""
+    return [{"apiVersion": PROFILE_API_VERSION, "resource": PROFILE_RESOURCE, "names": [namespace]}]

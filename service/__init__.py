@@ -1,0 +1,1 @@
+"""What both services share: configuration, logging, metrics, HTTP plumbing, TLS and the CLI."""

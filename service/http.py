@@ -1,0 +1,88 @@
+"""The thin HTTP layer both services share: bounded JSON bodies, JSON errors, health and metrics routes.
+
+Client mistakes raise ClientError anywhere below a route; one exception handler turns it into a 4xx
+with a JSON body and a log line, so no route builds error responses by hand.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 3 * 1024 * 1024
+"""The kube-apiserver caps a request body at 3 MiB; nothing legitimate is larger."""
+
+
+class ClientError(Exception):
+    """The request cannot be answered as sent: becomes a 4xx with a JSON body."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def json_response(content: Any, status: int = 200) -> Response:
+    """A JSON response encoded with orjson (sorted keys, so equal content is equal bytes)."""
+    return Response(orjson.dumps(content, option=orjson.OPT_SORT_KEYS), status, media_type="application/json")
+
+
+async def read_json(request: Request, max_bytes: int = MAX_BODY_BYTES) -> Any:
+    """The request body parsed as JSON; ClientError for a wrong type, an oversized or a malformed body."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise ClientError(415, f"expected Content-Type application/json, got {content_type or 'none'!r}")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise ClientError(413, f"body of {declared} bytes exceeds the limit of {max_bytes}")
+    chunks = bytearray()
+    async for chunk in request.stream():
+        chunks += chunk
+        if len(chunks) > max_bytes:
+            raise ClientError(413, f"body exceeds the limit of {max_bytes} bytes")
+    try:
+        return orjson.loads(chunks)
+    except orjson.JSONDecodeError as error:
+        raise ClientError(400, f"body is not valid JSON: {error}") from None
+
+
+async def client_error_handler(request: Request, error: Exception) -> Response:
+    """Answer a ClientError with its status and a JSON body, and log it once."""
+    assert isinstance(error, ClientError)
+    log.warning(
+        "rejected request", extra={"path": request.url.path, "status": error.status, "reason": error.message}
+    )
+    return json_response({"error": error.message, "status": error.status}, error.status)
+
+
+def probe_routes(registry: CollectorRegistry, ready: Callable[[], bool] = lambda: True) -> list[Route]:
+    """``/healthz`` (the process answers), ``/readyz`` (it may take traffic) and ``/metrics``."""
+
+    async def healthz(_: Request) -> Response:
+        return json_response({"status": "ok"})
+
+    async def readyz(_: Request) -> Response:
+        if ready():
+            return json_response({"status": "ready"})
+        return json_response({"status": "not ready"}, 503)
+
+    async def metrics(_: Request) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+
+
+Handler = Callable[[Request], Awaitable[Response]]
