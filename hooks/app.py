@@ -12,7 +12,7 @@ from starlette.routing import Route
 from hooks.desired import desired, related_rules
 from hooks.request import parse_customize, parse_sync
 from service import config as configuration
-from service.http import ClientError, client_error_handler, json_response, probe_routes, read_json
+from service.http import EXCEPTION_HANDLERS, ClientError, json_response, probe_routes, read_json
 from service.metrics import RequestMetrics
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def create_app(config: configuration.Config) -> Starlette:
         Route("/customize", customize, methods=["POST"]),
         *probe_routes(metrics.registry),
     ]
-    return Starlette(routes=routes, exception_handlers={ClientError: client_error_handler})
+    return Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
 
 
 app = create_app(configuration.load())

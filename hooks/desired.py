@@ -30,7 +30,11 @@ SUPPORTED_RESOURCES = {
     ("rbac.istio.io", "servicerolebindings"): "ServiceRoleBinding",
     ("networking.istio.io", "envoyfilters"): "EnvoyFilter",
 }
-AUTHORIZATION_KINDS = ("AuthorizationPolicy", "ServiceRoleBinding")
+ENVOY_FILTER = AttachmentType("networking.istio.io/v1alpha3", "EnvoyFilter")
+CURRENT_ISTIO = (ENVOY_FILTER, AttachmentType("security.istio.io/v1beta1", "AuthorizationPolicy"))
+"""What the shipped DecoratorController declares; the offline CLI's default."""
+LEGACY_ISTIO = (ENVOY_FILTER, AttachmentType("rbac.istio.io/v1alpha1", "ServiceRoleBinding"))
+"""What the legacy-istio overlay declares (Istio 1.3-1.5)."""
 
 
 def supported_types(declared: Sequence[tuple[str, str]]) -> tuple[AttachmentType, ...]:

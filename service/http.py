@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -62,6 +63,20 @@ async def client_error_handler(request: Request, error: Exception) -> Response:
         "rejected request", extra={"path": request.url.path, "status": error.status, "reason": error.message}
     )
     return json_response({"error": error.message, "status": error.status}, error.status)
+
+
+async def http_error_handler(request: Request, error: Exception) -> Response:
+    """Starlette's own 404/405 answers, as JSON like every other error."""
+    assert isinstance(error, HTTPException)
+    log.info(
+        "no such route",
+        extra={"path": request.url.path, "method": request.method, "status": error.status_code},
+    )
+    return json_response({"error": error.detail, "status": error.status_code}, error.status_code)
+
+
+EXCEPTION_HANDLERS = {ClientError: client_error_handler, HTTPException: http_error_handler}
+"""Every app registers these, so all of its errors are JSON with a log line."""
 
 
 def probe_routes(registry: CollectorRegistry, ready: Callable[[], bool] = lambda: True) -> list[Route]:

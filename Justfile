@@ -1,0 +1,45 @@
+# Recipes for development and CI. Run `bash scripts/bootstrap.sh` once first; it installs `just` too.
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+export PATH := justfile_directory() / ".venv/bin:" + env_var("PATH")
+export NO_PROXY := "127.0.0.1,localhost"
+
+# List the recipes.
+default:
+    @just --list
+
+# Unit, contract and property tests, then the end-to-end suite on the local control plane.
+test *args:
+    pytest {{args}}
+
+# Only the fast tests (no control plane).
+test-unit *args:
+    pytest tests {{args}}
+
+# ruff (lint and format) and mypy.
+lint:
+    ruff check .
+    ruff format --check .
+    mypy
+
+# Rewrite the code in the project's format.
+fmt:
+    ruff format .
+    ruff check --fix .
+
+# Build etcd, kube-apiserver, kube-controller-manager and Metacontroller (cached; only what is missing).
+build-control-plane:
+    bash e2e/build-control-plane.sh all
+
+# Serve the Metacontroller hooks on plain HTTP (Metacontroller calls them in-cluster).
+serve-hooks port="8080":
+    uvicorn hooks.app:app --host 127.0.0.1 --port {{port}}
+
+# Preview the Istio objects for the example profile namespace.
+preview:
+    kubeflow-extension sync --namespace examples/namespace.yaml --profile examples/profile.yaml
+
+# Render every shipped manifest.
+manifests:
+    kubectl kustomize metacontroller/
+    kubectl kustomize metacontroller/legacy-istio/

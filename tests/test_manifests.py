@@ -1,0 +1,59 @@
+"""The shipped manifests render, and declare what the code expects of them."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hooks.desired import CURRENT_ISTIO, LEGACY_ISTIO, supported_types
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def render(path: str) -> list[dict]:
+    out = subprocess.run(
+        ["kubectl", "kustomize", str(ROOT / path)], check=True, capture_output=True, text=True
+    )
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+@pytest.mark.parametrize(
+    ("overlay", "expected"),
+    [("metacontroller", CURRENT_ISTIO), ("metacontroller/legacy-istio", LEGACY_ISTIO)],
+)
+def test_decorator_controller_declares_the_types_the_cli_previews(overlay: str, expected: tuple) -> None:
+    (controller,) = [d for d in render(overlay) if d["kind"] == "DecoratorController"]
+    rules = controller["spec"]["attachments"]
+    assert supported_types([(r["apiVersion"], r["resource"]) for r in rules]) == tuple(
+        sorted(expected, key=lambda t: (t.kind != "EnvoyFilter", t.kind, t.api_version))
+    )
+    assert all(r["updateStrategy"]["method"] == "InPlace" for r in rules)
+    assert controller["spec"]["resources"][0]["resource"] == "namespaces"
+    hooks = controller["spec"]["hooks"]
+    assert (
+        hooks["sync"]["webhook"]["path"] == "/sync" and hooks["customize"]["webhook"]["path"] == "/customize"
+    )
+
+
+def test_hooks_deployment_is_hardened() -> None:
+    objects = render("metacontroller")
+    (deployment,) = [d for d in objects if d["kind"] == "Deployment"]
+    spec = deployment["spec"]
+    assert spec["replicas"] >= 2
+    pod = spec["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    (container,) = pod["containers"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+    assert container["readinessProbe"] and container["livenessProbe"]
+    service = next(d for d in objects if d["kind"] == "Service")
+    controller = next(d for d in objects if d["kind"] == "DecoratorController")
+    target = controller["spec"]["hooks"]["sync"]["webhook"]["service"]
+    assert (target["name"], target["namespace"]) == (
+        service["metadata"]["name"],
+        service["metadata"]["namespace"],
+    )
+    assert target["port"] == service["spec"]["ports"][0]["port"]
