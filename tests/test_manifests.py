@@ -57,3 +57,13 @@ def test_hooks_deployment_is_hardened() -> None:
         service["metadata"]["namespace"],
     )
     assert target["port"] == service["spec"]["ports"][0]["port"]
+
+
+def test_readme_documents_every_setting() -> None:
+    import dataclasses
+
+    from service.config import Config
+
+    readme = (ROOT / "README.md").read_text()
+    missing = [f.name for f in dataclasses.fields(Config) if f"| `{f.name}` |" not in readme]
+    assert missing == []
