@@ -17,10 +17,25 @@ test-unit *args:
     pytest tests {{args}}
 
 # ruff (lint and format) and mypy.
-lint:
+lint: lint-image
     ruff check .
     ruff format --check .
     mypy
+
+# The Dockerfile's linter, and a check that requirements.lock still matches pyproject.toml.
+lint-image:
+    hadolint Dockerfile
+    cp requirements.lock "${TMPDIR:-/tmp}/requirements.lock.check"
+    just _compile-lock "${TMPDIR:-/tmp}/requirements.lock.check"
+    diff -u requirements.lock "${TMPDIR:-/tmp}/requirements.lock.check"
+
+# Pin the image's runtime dependencies, with hashes (keeps existing pins that still fit).
+lock:
+    just _compile-lock requirements.lock
+
+_compile-lock out:
+    uv pip compile pyproject.toml --generate-hashes --python-version 3.11 \
+      --python-platform x86_64-manylinux_2_28 --quiet --custom-compile-command "just lock" -o {{out}}
 
 # Rewrite the code in the project's format.
 fmt:
