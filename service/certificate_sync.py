@@ -1,0 +1,156 @@
+"""Keeps the self-managed webhook certificate Secret and the webhook configuration's caBundle current.
+
+Safe with any number of replicas starting at once: the Secret is created only if absent (a 409 means
+another replica won, so read theirs), replaced only at the resourceVersion read (a 409 means someone
+else changed it, so start over), and the caBundle patch is idempotent.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from service.certificate_rotation import TLS_CERT, TLS_KEY, Contents, plan
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Target:
+    namespace: str
+    secret: str
+    webhook_configuration: str
+    dns_names: tuple[str, ...]
+
+
+def _decode(secret: Any) -> dict[str, bytes]:
+    return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+
+
+def _encode(data: dict[str, bytes]) -> dict[str, bytes | str]:
+    return {k: base64.b64encode(v).decode() for k, v in sorted(data.items())}
+
+
+def _ca_bundles(configuration: Any) -> list[bytes]:
+    return [base64.b64decode(w.client_config.ca_bundle or "") for w in configuration.webhooks or []]
+
+
+def reconcile(
+    core: Any, admission: Any, target: Target, now: datetime.datetime, attempts: int = 5
+) -> Contents:
+    """One round: bring the Secret and the caBundle to what `plan()` wants; return what is in force."""
+    for _ in range(attempts):
+        try:
+            secret = core.read_namespaced_secret(target.secret, target.namespace)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            secret = None
+        current = Contents.from_data(_decode(secret)) if secret is not None else None
+        configuration = admission.read_mutating_webhook_configuration(target.webhook_configuration)
+        published = current is not None and all(b == current.bundle for b in _ca_bundles(configuration))
+        wanted = plan(current, target.dns_names, now, bundle_published=published)
+        if wanted is not None:
+            body = client.V1Secret(
+                metadata=client.V1ObjectMeta(
+                    name=target.secret,
+                    namespace=target.namespace,
+                    labels={"app.kubernetes.io/managed-by": "kubeflow-extension"},
+                    resource_version=secret.metadata.resource_version if secret is not None else None,
+                ),
+                type="Opaque",
+                data=_encode(wanted.to_data()),
+            )
+            try:
+                if secret is None:
+                    core.create_namespaced_secret(target.namespace, body)
+                else:
+                    core.replace_namespaced_secret(target.secret, target.namespace, body)
+            except ApiException as error:
+                if error.status in (409, 422):
+                    continue  # another replica wrote first: read what it wrote
+                raise
+            log.info("webhook certificate secret written", extra={"secret": target.secret})
+            current = wanted
+        assert current is not None
+        _publish_bundle(admission, target.webhook_configuration, configuration, current.bundle)
+        return current
+    raise RuntimeError(f"secret {target.namespace}/{target.secret} kept changing under us")
+
+
+def _publish_bundle(admission: Any, name: str, configuration: Any, bundle: bytes) -> None:
+    encoded = base64.b64encode(bundle).decode()
+    patch = [
+        {
+            "op": "replace" if w.client_config.ca_bundle else "add",
+            "path": f"/webhooks/{i}/clientConfig/caBundle",
+            "value": encoded,
+        }
+        for i, w in enumerate(configuration.webhooks or [])
+        if w.client_config.ca_bundle != encoded
+    ]
+    if patch:
+        # Guard the indexes: the patch fails if the configuration changed since it was read.
+        version = {
+            "op": "test",
+            "path": "/metadata/resourceVersion",
+            "value": configuration.metadata.resource_version,
+        }
+        admission.patch_mutating_webhook_configuration(name, [version, *patch])
+        log.info("webhook caBundle updated", extra={"configuration": name, "webhooks": len(patch)})
+
+
+def write_files(contents: Contents, directory: Path) -> bool:
+    """Atomically write tls.crt and tls.key if they differ; True when they changed."""
+    changed = False
+    for name, data in ((TLS_KEY, contents.serving.key), (TLS_CERT, contents.serving.cert)):
+        path = directory / name
+        if path.exists() and path.read_bytes() == data:
+            continue
+        fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{name}.")
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+        os.replace(temporary, path)
+        changed = True
+    return changed
+
+
+def run_forever(target: Target, directory: Path, interval: float, stop: threading.Event) -> None:
+    """Reconcile now and then every `interval` seconds until `stop` is set; errors are logged and retried."""
+    from kubernetes import config as kubeconfig
+
+    try:
+        kubeconfig.load_incluster_config()  # type: ignore[no-untyped-call]
+    except kubeconfig.ConfigException:
+        kubeconfig.load_kube_config()  # type: ignore[no-untyped-call]
+    core, admission = client.CoreV1Api(), client.AdmissionregistrationV1Api()
+    while not stop.is_set():
+        try:
+            contents = reconcile(core, admission, target, datetime.datetime.now(datetime.UTC))
+            if write_files(contents, directory):
+                log.info("serving certificate files updated", extra={"directory": str(directory)})
+            delay = interval
+        except Exception:
+            log.exception("certificate reconcile failed; retrying")
+            delay = min(interval, 10.0)
+        stop.wait(delay)
+
+
+def dns_names(service: str, namespace: str) -> Sequence[str]:
+    """The names kube-apiserver uses to reach a webhook Service."""
+    return (
+        f"{service}.{namespace}.svc",
+        f"{service}.{namespace}",
+        f"{service}.{namespace}.svc.cluster.local",
+    )
