@@ -18,6 +18,7 @@ test-unit *args:
 
 # ruff (lint and format) and mypy.
 lint: lint-image
+    shellcheck -x .ci/run scripts/*.sh e2e/*.sh e2e/kind/*.sh
     ruff check .
     ruff format --check .
     mypy
@@ -45,6 +46,10 @@ fmt:
 # Build etcd, kube-apiserver, kube-controller-manager and Metacontroller (cached; only what is missing).
 build-control-plane:
     bash e2e/build-control-plane.sh all
+
+# End-to-end on kind with Istio, Metacontroller and Katib (needs Docker and internet; not run in CI).
+e2e:
+    bash e2e/kind/run.sh
 
 # Serve the Metacontroller hooks on plain HTTP (Metacontroller calls them in-cluster).
 serve-hooks port="8080":

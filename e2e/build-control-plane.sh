@@ -35,9 +35,9 @@ build_kubernetes() {
   # k8s.io/kubernetes requires each staging module at v0.0.0 and resolves it through a replace that only
   # applies inside its own repository; replace every one of them by its published twin.
   local module
-  for module in $(awk '$1 ~ /^k8s\.io\// && $2 == "v0.0.0" {print $1}' "$gomod" | sort -u); do
+  while read -r module; do
     go mod edit -replace="$module=$module@v$staging"
-  done
+  done < <(awk '$1 ~ /^k8s\.io\// && $2 == "v0.0.0" {print $1}' "$gomod" | sort -u)
   go get "k8s.io/kubernetes@v$KUBERNETES_VERSION" >/dev/null
   local minor=${KUBERNETES_VERSION#1.}; minor=${minor%%.*}
   local stamp="-X k8s.io/component-base/version.gitVersion=v$KUBERNETES_VERSION"
