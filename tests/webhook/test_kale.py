@@ -1,0 +1,188 @@
+import ast
+import dataclasses
+import re
+import subprocess
+import textwrap
+
+import jsonpatch
+import pytest
+from katib_objects import kale_command, katib_wrapped, kubelet_expand, trial_pod
+
+from service.config import Config
+from webhook.mutations.kale import FORBIDDEN, HOOK, MARKER, mutate, retry_program
+
+CONFIG = Config()
+FAST = dataclasses.replace(Config(), kale_retry_seconds=3, kale_retry_max_delay_seconds=1)
+SPENT = dataclasses.replace(Config(), kale_retry_seconds=1, kale_retry_max_delay_seconds=1)
+
+KFPUTILS = """
+import os
+calls = []
+def get_run(run_id, host=None):
+    calls.append(run_id)
+    if len(calls) <= int(os.environ.get("STUB_FAILURES", "0")):
+        raise ConnectionError("ml-pipeline unreachable, call %d" % len(calls))
+    return {"status": "Succeeded"}
+def _wait_kfp_run(run_id):
+    return get_run(run_id)  # a module global, looked up at call time (Kale <= 0.6)
+def create_and_wait_kfp_run(pipeline_id, run_name, experiment_name="Default", **kwargs):
+    run = _wait_kfp_run("run-" + run_name)
+    print("status=%s calls=%d" % (run["status"], len(calls)))
+"""
+KATIBUTILS = """
+from kale.common import kfputils
+def create_and_wait_kfp_run(pipeline_id, run_name, version_id=None, experiment_name="Default", **kwargs):
+    run = kfputils.get_run("run-" + run_name)  # Kale >= 0.7
+    print("status=%s calls=%d" % (run["status"], len(kfputils.calls)))
+"""
+
+
+@pytest.fixture
+def stub_kale(tmp_path):
+    root = tmp_path / "site"
+    (root / "kale" / "common").mkdir(parents=True)
+    (root / "kale" / "__init__.py").write_text("")
+    (root / "kale" / "common" / "__init__.py").write_text("")
+    (root / "kale" / "common" / "kfputils.py").write_text(KFPUTILS)
+    (root / "kale" / "common" / "katibutils.py").write_text(KATIBUTILS)
+    (root / "kfputils.py").write_text(KFPUTILS)
+    return root
+
+
+def main_container(pod):
+    return pod["spec"]["containers"][0]
+
+
+def kale_pod(kale, log_dir="/var/log/katib", wrapped=True):
+    pod = trial_pod(kale=kale)
+    main = main_container(pod)
+    if wrapped:
+        main.update(katib_wrapped(kale_command(kale), log_dir))
+    else:
+        main.pop("args")
+        main["command"] = [kale_command(kale)]
+    return pod
+
+
+def patched(pod, config=CONFIG):
+    result = mutate(pod, config)
+    return jsonpatch.apply_patch(pod, list(result.ops)), result
+
+
+def shell_line(container):
+    """What the container's shell runs: Katib's args[0], or Kale's own one-string command."""
+    if container["command"][:2] == ["sh", "-c"]:
+        return container["args"][0]
+    return container["command"][0]
+
+
+def python_program(line):
+    return re.search(r'-c "([^"]*)"', line).group(1)
+
+
+def run_line(line, site, tmp_path, failures):
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(site), "STUB_FAILURES": str(failures)}
+    return subprocess.run(
+        ["sh", "-c", kubelet_expand(line, {})],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("kale", ["0.6", "0.7"])
+@pytest.mark.parametrize("wrapped", [True, False], ids=["after-katib", "before-katib"])
+def test_kale_program_gets_the_retry_before_the_hook(kale, wrapped):
+    pod = kale_pod(kale, wrapped=wrapped)
+    after, result = patched(pod)
+    field = "args" if wrapped else "command"
+    assert [op["path"] for op in result.ops] == [f"/spec/containers/0/{field}/0"]
+    before, now = shell_line(main_container(pod)), shell_line(main_container(after))
+    hook = HOOK.search(before)
+    inserted = now[hook.start() : len(now) - (len(before) - hook.start())]
+    assert now == before[: hook.start()] + inserted + before[hook.start() :]
+    assert inserted.startswith(MARKER)
+    assert not FORBIDDEN & set(inserted)
+    # The whole patched program is valid Python 3.6, the trial image's version.
+    ast.parse(python_program(now), feature_version=(3, 6))
+    assert mutate(after, CONFIG).ops == ()
+    assert main_container(after)["name"] == main_container(pod)["name"]
+
+
+@pytest.mark.parametrize("module", ["kale.common.kfputils", "kale.common.katibutils", "kfputils"])
+def test_retry_program_is_python_3_6_and_shell_safe(module):
+    program = retry_program(module, 900, 60)
+    ast.parse(program, feature_version=(3, 6))
+    assert not FORBIDDEN & set(program)
+    bound = re.findall(r"^import (\S+) as _kfx_module$", program, re.MULTILINE)
+    assert bound == (["kfputils"] if module == "kfputils" else ["kale.common.kfputils"])
+
+
+@pytest.mark.parametrize("kale", ["0.6", "0.7"])
+def test_patched_trial_survives_transient_failures(kale, stub_kale, tmp_path):
+    after, _ = patched(kale_pod(kale, log_dir=str(tmp_path)), FAST)
+    completed = run_line(shell_line(main_container(after)), stub_kale, tmp_path, failures=2)
+    log = (tmp_path / "metrics.log").read_text()
+    assert completed.returncode == 0, log
+    assert "status=Succeeded calls=3" in log
+    assert log.count("get_run failed (ConnectionError") == 2
+    assert [p.read_text().strip() for p in tmp_path.glob("*.pid")] == ["completed"]
+
+
+@pytest.mark.parametrize("kale", ["0.6", "0.7"])
+def test_unpatched_trial_fails_on_the_first_error(kale, stub_kale, tmp_path):
+    line = shell_line(main_container(kale_pod(kale, log_dir=str(tmp_path))))
+    completed = run_line(line, stub_kale, tmp_path, failures=1)
+    assert completed.returncode != 0
+    assert "ConnectionError" in (tmp_path / "metrics.log").read_text()
+
+
+def test_patched_trial_gives_up_when_the_budget_is_spent(stub_kale, tmp_path):
+    after, _ = patched(kale_pod("0.7", log_dir=str(tmp_path)), SPENT)
+    completed = run_line(shell_line(main_container(after)), stub_kale, tmp_path, failures=1000)
+    log = (tmp_path / "metrics.log").read_text()
+    assert completed.returncode != 0
+    assert "giving up" in log
+    assert "ConnectionError: ml-pipeline unreachable" in log  # the original error is re-raised
+    assert 2 <= log.count("retry") <= 4
+    assert not list(tmp_path.glob("*.pid"))
+
+
+def test_bare_kfputils_module_and_argv_form(stub_kale, tmp_path):
+    program = (
+        "from kfputils import create_and_wait_kfp_run; create_and_wait_kfp_run(pipeline_id='p', run_name='t')"
+    )
+    pod = trial_pod(kale=None, proxy=None)
+    main_container(pod).update({"command": ["python3", "-u", "-c", program], "args": []})
+    after, result = patched(pod, FAST)
+    assert [op["path"] for op in result.ops] == ["/spec/containers/0/command/3"]
+    command = main_container(after)["command"]
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(stub_kale), "STUB_FAILURES": "1"}
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    assert "status=Succeeded calls=2" in completed.stdout
+    assert "retry 1" in completed.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["python3", "-c", "print('hello')"],
+        ["sh", "-c", 'python3 -u -c "import kale" && echo done'],
+        ["echo", "from kale.common.kfputils import create_and_wait_kfp_run"],  # not a python program
+        ["python3", "train.py", "-c", "from kfputils import create_and_wait_kfp_run"],  # -c is train.py's
+    ],
+)
+def test_other_programs_are_not_touched(command):
+    pod = trial_pod(kale=None)
+    main_container(pod).update({"command": command, "args": []})
+    assert mutate(pod, CONFIG).ops == ()
+
+
+def test_inserted_program_reads_well():
+    program = retry_program("kale.common.kfputils", 900, 60)
+    assert textwrap.dedent(program) == program
+    assert "900" in program
+    assert "60" in program

@@ -1,0 +1,167 @@
+import copy
+
+import jsonpatch
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from katib_objects import KATIB_VERSIONS, notebook_pod, trial_job, trial_pod
+
+from service.config import Config
+from webhook import mutate as mutate_module
+from webhook.mutate import mutate_object, run
+from webhook.patch import Mutation
+
+CONFIG = Config()
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=10,
+)
+
+realistic = st.one_of(
+    st.builds(
+        trial_pod,
+        version=st.sampled_from(KATIB_VERSIONS),
+        proxy=st.sampled_from(["classic", "native", None]),
+        kale=st.sampled_from([None, "0.6", "0.7"]),
+        tfevent=st.booleans(),
+    ),
+    st.builds(
+        trial_job,
+        api_version=st.sampled_from(["kubeflow.org/v1beta1", "kubeflow.org/v1alpha3"]),
+        kale=st.sampled_from([None, "0.6", "0.7"]),
+    ),
+    st.builds(
+        notebook_pod,
+        labels=st.dictionaries(
+            st.sampled_from(["kubeflow-extension", "a/b", "x~y"]), st.sampled_from(["true", "false", ""])
+        ),
+    ),
+)
+
+# Places where an API server would accept odd but valid values, and what to put there.
+perturbations = st.lists(
+    st.tuples(
+        st.sampled_from(
+            [
+                ("metadata", "labels"),
+                ("metadata", "annotations"),
+                ("metadata", "labels", "sidecar.istio.io/inject"),
+                ("metadata", "annotations", "sidecar.istio.io/inject"),
+                ("metadata", "labels", "notebook-name"),
+                ("spec", "template", "metadata"),
+                ("spec", "template", "metadata", "labels"),
+                ("spec", "template", "spec", "serviceAccount"),
+                ("spec", "containers", -1, "args"),
+                ("spec", "containers", -1, "image"),
+                ("spec", "containers", -1, "command"),
+                ("spec", "initContainers"),
+            ]
+        ),
+        st.one_of(
+            st.none(),
+            st.sampled_from(["true", "false", "x", "docker.io/kubeflowkatib/file-metrics-collector"]),
+            st.lists(st.sampled_from(["-w", "true", "-w=1", "--w", "-t", "a;b", "$(X)", "--"]), max_size=6),
+            st.just({}),
+        ),
+    ),
+    max_size=3,
+)
+
+
+def perturb(obj, changes):
+    obj = copy.deepcopy(obj)
+    for path, value in changes:
+        target = obj
+        for token in path[:-1]:
+            if isinstance(target, dict) and isinstance(token, str):
+                target = (
+                    target.setdefault(token, {}) if not isinstance(target.get(token), list) else target[token]
+                )
+            elif isinstance(target, list) and target:
+                target = target[token]
+            else:
+                break
+        else:
+            if isinstance(target, dict):
+                if value is None:
+                    target.pop(path[-1], None)
+                else:
+                    target[path[-1]] = value
+    return obj
+
+
+def check(obj, config=CONFIG):
+    kind = obj.get("kind") if isinstance(obj.get("kind"), str) else ""
+    original = copy.deepcopy(obj)
+    result = run(obj, kind, config)
+    assert obj == original, "the request object is never modified"
+    assert not result.failed, result.outcomes
+    # The patch applies, in order, to the object exactly as sent, and gives the mutated object.
+    assert jsonpatch.apply_patch(obj, result.ops) == result.obj
+    # Idempotent: the webhook's own output yields no patch (reinvocationPolicy: IfNeeded).
+    again = run(result.obj, kind, config)
+    assert again.ops == [], again.ops
+    return result
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(realistic, perturbations)
+def test_realistic_objects_patch_cleanly_and_idempotently(obj, changes):
+    check(perturb(obj, changes))
+
+
+@settings(max_examples=300)
+@given(
+    st.sampled_from(["Pod", "Job"]), st.dictionaries(st.sampled_from(["metadata", "spec", "x"]), json_values)
+)
+def test_arbitrary_objects_never_raise(kind, body):
+    check({"kind": kind, **body})
+
+
+def test_pod_mutations_chain_into_one_patch():
+    pod = trial_pod(kale="0.7")
+    pod["metadata"]["labels"]["notebook-name"] = "nb"  # unlikely, but every mutation applies at once
+    result = check(pod)
+    assert [o.mutation for o in result.outcomes if o.status == "patched"] == ["notebook", "collector", "kale"]
+
+
+def test_other_kinds_pass_unchanged():
+    result = run({"kind": "Deployment", "metadata": {"labels": {"notebook-name": "x"}}}, "Deployment", CONFIG)
+    assert result.ops == []
+    assert result.outcomes == []
+
+
+def test_malformed_object_is_warned_about_not_failed():
+    job = trial_job()
+    job["spec"]["template"]["metadata"] = "oops"
+    result = run(job, "Job", CONFIG)
+    assert result.ops == []
+    assert [o.status for o in result.outcomes] == ["malformed"]
+    assert "malformed" in result.warnings[0]
+
+
+def test_a_failing_mutation_leaves_the_whole_object_unchanged(monkeypatch):
+    def broken(obj, config):
+        raise RuntimeError("bug")
+
+    def notebook_like(obj, config):
+        return Mutation(({"op": "add", "path": "/metadata/labels/x", "value": "1"},))
+
+    monkeypatch.setitem(mutate_module.MUTATIONS, "Pod", (("first", notebook_like), ("broken", broken)))
+    pod = notebook_pod()
+    result = run(pod, "Pod", CONFIG)
+    assert result.ops == []
+    assert result.obj == pod
+    assert result.failed
+    assert "broken" in result.warnings[-1]
+    assert isinstance(result.outcomes[-1].error, RuntimeError)
+
+
+@pytest.mark.parametrize("obj", [trial_pod(), trial_job(), notebook_pod(), {"kind": "ConfigMap"}, {}])
+def test_mutate_object_returns_object_patch_and_warnings(obj):
+    mutated, patch, warnings = mutate_object(obj, CONFIG)
+    assert jsonpatch.apply_patch(obj, patch) == mutated
+    assert isinstance(warnings, list)
+    assert bool(patch) == (obj.get("kind") in ("Pod", "Job"))

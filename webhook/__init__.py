@@ -1,0 +1,1 @@
+"""Mutating admission webhook: makes notebooks, Katib trials and Kale trials work behind Istio."""

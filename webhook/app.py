@@ -1,0 +1,80 @@
+"""Routes only: parse the AdmissionReview, run the mutations for its kind, encode.
+
+ASGI app: ``webhook.app:app``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from service import config as configuration
+from service.http import ClientError, client_error_handler, json_response, probe_routes, read_json
+from service.metrics import RequestMetrics
+from webhook import review as admission
+from webhook.mutate import Result, run
+
+log = logging.getLogger(__name__)
+
+KINDS = frozenset({"Pod", "Job"})
+"""Kinds with mutations; any other is counted as ``other`` to keep the metric's labels bounded."""
+
+
+def _log(review: admission.Review, result: Result, changed: str) -> None:
+    context = {"kind": review.kind, "namespace": review.namespace, "object": review.name, "uid": review.uid}
+    for outcome in result.outcomes:
+        if outcome.status == "error" and outcome.error is not None:
+            error = outcome.error
+            log.error(
+                "mutation failed; object admitted unchanged",
+                exc_info=(type(error), error, error.__traceback__),
+                extra={**context, "mutation": outcome.mutation},
+            )
+    if result.ops or result.warnings:
+        log.info(
+            "admitted",
+            extra={
+                **context,
+                "mutations": changed,
+                "operations": len(result.ops),
+                "warnings": result.warnings,
+                "dry_run": review.dry_run,
+            },
+        )
+
+
+def create_app(config: configuration.Config) -> Starlette:
+    # Labels: kind (Pod, Job, other); mutation (those that changed the object, joined by "+", or
+    # "none"); outcome (patched, unchanged, error, rejected).
+    metrics = RequestMetrics("kfext_webhook", ("kind", "mutation", "outcome"))
+
+    async def mutate(request: Request) -> Response:
+        try:
+            review = admission.parse(await read_json(request))
+        except ClientError:
+            metrics.count("unknown", "none", "rejected")
+            raise
+        kind = review.kind if review.kind in KINDS else "other"
+        with metrics.timed(kind):
+            # Only CREATE is registered; a patch to an existing Pod's containers would be refused anyway.
+            if review.obj is None or review.operation != "CREATE":
+                metrics.count(kind, "none", "unchanged")
+                return json_response(admission.answer(review, []))
+            result = run(review.obj, review.kind, config)
+            changed = "+".join(o.mutation for o in result.outcomes if o.status == "patched") or "none"
+            _log(review, result, changed)
+            if result.failed:
+                metrics.count(kind, "none", "error")
+            else:
+                metrics.count(kind, changed, "patched" if result.ops else "unchanged")
+            return json_response(admission.answer(review, result.ops, result.warnings))
+
+    routes = [Route("/mutate", mutate, methods=["POST"]), *probe_routes(metrics.registry)]
+    return Starlette(routes=routes, exception_handlers={ClientError: client_error_handler})
+
+
+app = create_app(configuration.load())

@@ -1,0 +1,88 @@
+"""Which mutations apply to which kind, run in order, with their operations chained into one patch.
+
+Each mutation sees the object as the previous ones left it, so the concatenated operations apply in
+sequence to the object as sent. A mutation that fails unexpectedly makes the whole object pass
+unchanged with a warning: admitting a Pod untouched is better than failing its creation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
+
+import jsonpatch
+
+from service.config import Config
+from webhook.mutations import MutationFunction, collector, kale, notebook, trial_job
+from webhook.patch import Op, ShapeError
+
+MUTATIONS: Mapping[str, tuple[tuple[str, MutationFunction], ...]] = {
+    "Pod": (("notebook", notebook.mutate), ("collector", collector.mutate), ("kale", kale.mutate)),
+    "Job": (("trial_job", trial_job.mutate),),
+}
+"""By object kind; the names label metrics and warnings."""
+
+Status = Literal["patched", "unchanged", "malformed", "error"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    mutation: str
+    status: Status
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True)
+class Result:
+    obj: dict[str, Any]
+    ops: list[Op]
+    warnings: list[str]
+    outcomes: list[Outcome]
+
+    @property
+    def failed(self) -> bool:
+        return any(outcome.status == "error" for outcome in self.outcomes)
+
+
+def run(obj: dict[str, Any], kind: str, config: Config) -> Result:
+    """Apply the mutations for ``kind`` to ``obj`` (not modified); the patch is relative to ``obj``."""
+    current = obj
+    ops: list[Op] = []
+    warnings: list[str] = []
+    outcomes: list[Outcome] = []
+    for name, function in MUTATIONS.get(kind, ()):
+        try:
+            mutation = function(current, config)
+            if mutation.ops:
+                current = jsonpatch.apply_patch(current, list(mutation.ops))
+        except ShapeError as error:
+            outcomes.append(Outcome(name, "malformed", error))
+            warnings.append(f"{name}: not mutated, the object is malformed: {error}")
+            continue
+        except Exception as error:  # any bug must leave the object admitted, unchanged
+            outcomes.append(Outcome(name, "error", error))
+            return Result(
+                obj, [], [*warnings, f"{name}: internal error, object admitted unchanged"], outcomes
+            )
+        ops.extend(mutation.ops)
+        warnings.extend(f"{name}: {warning}" for warning in mutation.warnings)
+        outcomes.append(Outcome(name, "patched" if mutation.ops else "unchanged"))
+    return Result(current, ops, warnings, outcomes)
+
+
+class Mutated(NamedTuple):
+    obj: dict[str, Any]
+    patch: list[Op]
+    warnings: list[str]
+
+
+def mutate_object(obj: dict[str, Any], config: Config) -> Mutated:
+    """What the webhook would do to a Pod or Job manifest, for the offline ``mutate`` command.
+
+    The kind comes from the object itself; other kinds come back unchanged with an empty patch.
+    The object is treated as a CREATE, the only operation the webhook is registered for.
+    """
+    kind = obj.get("kind")
+    result = run(obj, kind if isinstance(kind, str) else "", config)
+    return Mutated(result.obj, result.ops, result.warnings)

@@ -1,0 +1,127 @@
+"""Kale trial Pods: make the polling of the pipeline run survive ml-pipeline being unreachable for a while.
+
+Kale's trial container runs ``python3 -u -c "<program>"``, whose program imports
+``create_and_wait_kfp_run`` and then polls ``kfputils.get_run`` every 30 s with no error handling, so
+one dropped connection fails a trial that may have run for hours. Just before that import, a short
+program rebinds the module attribute ``get_run`` to a retrying wrapper: every Kale version resolves
+``get_run`` through the module at call time (``_wait_kfp_run`` <= 0.6, ``kfputils.get_run`` >= 0.7),
+so this covers the wait loop, the metrics fetch and the workflow lookup alike.
+
+The inserted text runs under the trial image's Python 3.6 and sits inside a double-quoted ``sh -c``
+string and a Kubernetes command/args string, so it contains no ``"``, backquote, ``$`` or backslash.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from service.config import Config
+from webhook.patch import UNCHANGED, Mutation, Op, lookup, pointer
+
+MARKER = "# kubeflow-extension: retry kfputils.get_run"
+"""First line of the inserted program: recognises a program patched earlier."""
+HOOK = re.compile(
+    r"from\s+(?P<module>kale\.common\.kfputils|kale\.common\.katibutils|kfputils)\s+"
+    r"import\s+create_and_wait_kfp_run\b"
+)
+SHELL_PROGRAM = re.compile(r'\bpython[\w.]*(?:\s+-[^\s"]+)*?\s+-c\s+"(?P<program>[^"]*)"')
+"""``python3 -u -c "…"`` inside one shell string (Kale's command, or Katib's ``sh -c`` args[0])."""
+FORBIDDEN = frozenset('"`$\\')
+
+_RETRY = """{marker}
+import sys as _kfx_sys, time as _kfx_time, random as _kfx_random
+def _kfx_retrying(get_run):
+    if getattr(get_run, '_kfx_retrying', False):
+        return get_run
+    def retrying_get_run(*args, **kwargs):
+        deadline = _kfx_time.monotonic() + {budget}
+        attempt = 0
+        while True:
+            try:
+                return get_run(*args, **kwargs)
+            except Exception as error:
+                attempt += 1
+                left = deadline - _kfx_time.monotonic()
+                if left <= 0:
+                    print('kubeflow-extension: get_run failed %d times in {budget} s, giving up: %r'
+                          % (attempt, error), file=_kfx_sys.stderr, flush=True)
+                    raise
+                pause = min(left, min({max_delay}, 2 ** min(attempt, 16)) * _kfx_random.uniform(0.5, 1))
+                print('kubeflow-extension: get_run failed (%r), retry %d in %.1f s'
+                      % (error, attempt, pause), file=_kfx_sys.stderr, flush=True)
+                _kfx_time.sleep(pause)
+    retrying_get_run._kfx_retrying = True
+    return retrying_get_run
+"""
+_REBIND = "import {module} as _kfx_module\n_kfx_module.get_run = _kfx_retrying(_kfx_module.get_run)\n"
+
+
+def retry_program(hook_module: str, budget_seconds: int, max_delay_seconds: int) -> str:
+    """The program inserted before the import of ``create_and_wait_kfp_run`` from ``hook_module``.
+
+    Each ``get_run`` call retries for up to the budget, with exponential pauses (2 s, 4 s, … capped at
+    the maximum delay) and jitter so that many trials do not hammer a recovering ml-pipeline together.
+    """
+    module = "kfputils" if hook_module == "kfputils" else "kale.common.kfputils"
+    program = _RETRY.format(marker=MARKER, budget=budget_seconds, max_delay=max_delay_seconds)
+    program += _REBIND.format(module=module)
+    assert not FORBIDDEN & set(program), "the program must survive shell and kubelet quoting"
+    return program
+
+
+def _patched(program: str, config: Config) -> str | None:
+    """The program with the retry code before its hook, or None when it has no hook or has it already."""
+    hook = HOOK.search(program)
+    if hook is None or MARKER in program[: hook.start()]:
+        return None
+    insert = retry_program(hook["module"], config.kale_retry_seconds, config.kale_retry_max_delay_seconds)
+    return program[: hook.start()] + insert + program[hook.start() :]
+
+
+def _patched_shell(text: str, config: Config) -> str | None:
+    for match in SHELL_PROGRAM.finditer(text):
+        program = _patched(match["program"], config)
+        if program is not None:
+            return text[: match.start("program")] + program + text[match.end("program") :]
+    return None
+
+
+def _is_python_program(argv: list[Any], index: int) -> bool:
+    """``argv[index]`` follows ``python… [options] -c`` (the exec form of ``python -c``)."""
+    for start, word in enumerate(argv[: max(index - 1, 0)]):
+        if isinstance(word, str) and word.rsplit("/", 1)[-1].startswith("python"):
+            options = argv[start + 1 : index]
+            return options[-1] == "-c" and all(isinstance(o, str) and o.startswith("-") for o in options)
+    return False
+
+
+def _patched_argv(argv: list[Any], index: int, config: Config) -> str | None:
+    """``argv[index]`` patched, if it is a python ``-c`` program itself or a shell line that runs one."""
+    text = argv[index]
+    if not isinstance(text, str):
+        return None
+    return _patched(text, config) if _is_python_program(argv, index) else _patched_shell(text, config)
+
+
+def mutate(pod: Mapping[str, Any], config: Config) -> Mutation:
+    containers = lookup(pod, ("spec", "containers"))
+    if not isinstance(containers, list):
+        return UNCHANGED
+    ops: list[Op] = []
+    for index, container in enumerate(containers):
+        if not isinstance(container, Mapping):
+            continue
+        command = container.get("command")
+        args = container.get("args")
+        argv = [*(command if isinstance(command, list) else ()), *(args if isinstance(args, list) else ())]
+        split = len(command) if isinstance(command, list) else 0
+        for position in range(len(argv)):
+            patched = _patched_argv(argv, position, config)
+            if patched is not None:
+                field, offset = ("command", position) if position < split else ("args", position - split)
+                path = pointer(("spec", "containers", index, field, offset))
+                ops.append({"op": "replace", "path": path, "value": patched})
+                break
+    return Mutation(tuple(ops))
