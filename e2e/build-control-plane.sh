@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Builds etcd, kube-apiserver, kube-controller-manager and Metacontroller from their Go modules into
-# ${KFEXT_CACHE:-~/.cache/kubeflow-extension}/<component>-<version>/, skipping any binary already there.
+# ${KUBEFLOW_EXTENSION_CACHE:-~/.cache/kubeflow-extension}/<component>-<version>/, skipping any binary already there.
 # Every module comes from the Go module proxy; nothing is written inside the repository.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=versions.env
 source "$here/versions.env"
-cache=${KFEXT_CACHE:-$HOME/.cache/kubeflow-extension}
+cache=${KUBEFLOW_EXTENSION_CACHE:-$HOME/.cache/kubeflow-extension}
 export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local
 # The checksum database has no entry for Metacontroller (its go.mod names another module path).
 export GONOSUMDB=github.com/metacontroller/metacontroller

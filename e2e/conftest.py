@@ -1,0 +1,66 @@
+"""Session fixtures for the end-to-end suite: one local control plane for the whole run.
+
+Nothing is skipped: if the control plane's binaries are missing, every test that needs it fails with the
+command that builds them. Set ``E2E_KEEP_RUN_DIR=1`` to keep the run directory (PKI, kubeconfig, logs).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator, Iterator
+
+import pluggy
+import pytest
+
+from e2e import versions
+from e2e.controlplane import ControlPlane, Kubectl, LocalService, MissingBinariesError, require_binaries
+
+_planes: list[ControlPlane] = []
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[ControlPlane]:
+    """etcd, kube-apiserver, kube-controller-manager and Metacontroller, ready, with every CRD installed."""
+    keep = os.environ.get("E2E_KEEP_RUN_DIR", "") not in ("", "0")
+    try:
+        require_binaries(versions.load())
+    except MissingBinariesError as error:
+        message = str(error)
+    else:
+        message = ""
+    if message:
+        pytest.fail(message, pytrace=False)
+    with ControlPlane(keep_run_dir=keep) as plane:
+        _planes.append(plane)
+        print(f"\ncontrol plane started in {plane.timings['start']:.1f} s: {plane.timings}")
+        yield plane
+        _planes.remove(plane)
+
+
+@pytest.fixture(scope="session")
+def kubectl(control_plane: ControlPlane) -> Kubectl:
+    """``kubectl(*args)`` returns parsed JSON; ``.run()``, ``.get()``, ``.apply()`` for the rest."""
+    return control_plane.kubectl
+
+
+@pytest.fixture(scope="session")
+def hooks_server(control_plane: ControlPlane) -> LocalService:
+    """``uvicorn hooks.app:app`` on http://127.0.0.1:<port>, healthy."""
+    return control_plane.start_hooks()
+
+
+@pytest.fixture(scope="session")
+def webhook_server(control_plane: ControlPlane) -> LocalService:
+    """``uvicorn webhook.app:app`` on https://127.0.0.1:<port> with a cert from the run's CA, healthy."""
+    return control_plane.start_webhook()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pluggy.Result[pytest.TestReport], None]:
+    """On a failing test, attach the end of every control plane and service log to its report."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and _planes:
+        report.sections.append(("control plane logs", _planes[-1].log_tails(30)))

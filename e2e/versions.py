@@ -1,0 +1,122 @@
+"""Pinned upstream versions and where their built binaries live.
+
+``e2e/versions.env`` is the single source of truth (``build-control-plane.sh`` sources it); this module
+only parses it. Binaries are built into
+``${KUBEFLOW_EXTENSION_CACHE:-~/.cache/kubeflow-extension}/<component>-<version>/``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+E2E_DIR = Path(__file__).resolve().parent
+VERSIONS_FILE = E2E_DIR / "versions.env"
+BUILD_SCRIPT = E2E_DIR / "build-control-plane.sh"
+CACHE_ENV = "KUBEFLOW_EXTENSION_CACHE"
+DEFAULT_CACHE = Path("~/.cache/kubeflow-extension")
+
+_ASSIGNMENT = re.compile(r"^(?:export\s+)?([A-Z_][A-Z0-9_]*)=(.*)$")
+
+
+def parse_env_file(text: str) -> dict[str, str]:
+    """``NAME=value`` lines of a shell file that only assigns constants; comments and blanks are skipped."""
+    values: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = _ASSIGNMENT.match(line)
+        if match is None:
+            raise ValueError(f"{VERSIONS_FILE.name}:{number}: not a NAME=value line: {raw!r}")
+        name, value = match.groups()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[name] = value
+    return values
+
+
+@dataclass(frozen=True)
+class Versions:
+    kubernetes: str
+    etcd: str
+    metacontroller: str
+    cache_dir: Path
+
+    @property
+    def kubernetes_dir(self) -> Path:
+        return self.cache_dir / f"kubernetes-{self.kubernetes}"
+
+    @property
+    def etcd_dir(self) -> Path:
+        return self.cache_dir / f"etcd-{self.etcd}"
+
+    @property
+    def metacontroller_dir(self) -> Path:
+        return self.cache_dir / f"metacontroller-{self.metacontroller}"
+
+    @property
+    def kube_apiserver(self) -> Path:
+        return self.kubernetes_dir / "bin" / "kube-apiserver"
+
+    @property
+    def kube_controller_manager(self) -> Path:
+        return self.kubernetes_dir / "bin" / "kube-controller-manager"
+
+    @property
+    def etcd_binary(self) -> Path:
+        return self.etcd_dir / "bin" / "etcd"
+
+    @property
+    def metacontroller_binary(self) -> Path:
+        return self.metacontroller_dir / "bin" / "metacontroller"
+
+    @property
+    def metacontroller_crds(self) -> Path:
+        return self.metacontroller_dir / "crds" / "metacontroller-crds-v1.yaml"
+
+    def required_files(self) -> dict[str, Path]:
+        """Everything the control plane needs from the build cache, by a short name."""
+        return {
+            "etcd": self.etcd_binary,
+            "kube-apiserver": self.kube_apiserver,
+            "kube-controller-manager": self.kube_controller_manager,
+            "metacontroller": self.metacontroller_binary,
+            "metacontroller CRDs": self.metacontroller_crds,
+        }
+
+    def missing(self) -> list[str]:
+        """Human-readable lines for every required file that is absent (empty when all are built)."""
+        return [f"{name}: {path}" for name, path in self.required_files().items() if not path.is_file()]
+
+
+def cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    environ = os.environ if environ is None else environ
+    configured = environ.get(CACHE_ENV)
+    return Path(configured).expanduser() if configured else DEFAULT_CACHE.expanduser()
+
+
+@cache
+def load() -> Versions:
+    """The pinned versions from ``versions.env`` and the cache directory of this environment."""
+    values = parse_env_file(VERSIONS_FILE.read_text())
+    try:
+        return Versions(
+            kubernetes=values["KUBERNETES_VERSION"],
+            etcd=values["ETCD_VERSION"],
+            metacontroller=values["METACONTROLLER_VERSION"],
+            cache_dir=cache_dir(),
+        )
+    except KeyError as error:
+        raise ValueError(f"{VERSIONS_FILE} does not pin {error.args[0]}") from None
+
+
+if __name__ == "__main__":
+    v = load()
+    print(f"kubernetes {v.kubernetes}\netcd {v.etcd}\nmetacontroller {v.metacontroller}\ncache {v.cache_dir}")
+    for line in v.missing():
+        print(f"missing {line}")
