@@ -10,6 +10,6 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
-if [[ ${KFEXT_SKIP_GO_BUILD:-} != 1 ]]; then
+if [[ ${SKIP_CONTROL_PLANE_BUILD:-} != 1 ]]; then
   bash e2e/build-control-plane.sh all
 fi

@@ -1,8 +1,9 @@
-"""The ``kubeflow-extension`` command: offline previews of what the services would do."""
+"""The ``kubeflow-extension`` command: serve either service, or preview offline what they would do."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,19 +13,24 @@ import yaml
 
 from hooks.desired import CURRENT_ISTIO, LEGACY_ISTIO, desired
 from service import config as configuration
+from service.logs import LOG_FORMATS
+from service.serve import TLSRequiredError, serve
+
+APPS = {"hooks": "hooks.app:app", "webhook": "webhook.app:app"}
+DEFAULT_PORTS = {"hooks": 8080, "webhook": 8443}
 
 
 class UsageError(Exception):
     """A file given on the command line cannot be used; the message says why."""
 
 
-def _load_yaml(path: str, kind: str) -> dict[str, Any]:
+def _load_yaml(path: str, *kinds: str) -> dict[str, Any]:
     try:
-        document = yaml.safe_load(Path(path).read_text())
+        document = yaml.safe_load(sys.stdin if path == "-" else Path(path).read_text())
     except (OSError, yaml.YAMLError) as error:
         raise UsageError(f"{path}: {error}") from None
-    if not isinstance(document, dict) or document.get("kind") != kind:
-        raise UsageError(f"{path}: expected a {kind} object")
+    if not isinstance(document, dict) or document.get("kind") not in kinds:
+        raise UsageError(f"{path}: expected a {' or '.join(kinds)} object")
     return document
 
 
@@ -43,9 +49,47 @@ def sync_command(args: argparse.Namespace, config: configuration.Config) -> str:
     return yaml.safe_dump_all(attachments, sort_keys=True) if attachments else "# no attachments\n"
 
 
+def mutate_command(args: argparse.Namespace, config: configuration.Config) -> str:
+    """What the webhook would make of a Pod or Job: the object, or with --patch the JSON Patch."""
+    from webhook.mutate import mutate_object
+
+    mutated, patch, warnings = mutate_object(_load_yaml(args.file, "Pod", "Job"), config)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if args.patch:
+        return json.dumps(patch, indent=2) + "\n"
+    return yaml.safe_dump(mutated, sort_keys=False)
+
+
+def serve_command(args: argparse.Namespace, config: configuration.Config) -> str:
+    """Serve one of the apps until SIGTERM; the webhook only over TLS (the API server requires it)."""
+    serve(
+        APPS[args.service],
+        args.host,
+        args.port or DEFAULT_PORTS[args.service],
+        certfile=args.certfile,
+        keyfile=args.keyfile,
+        log_format=args.log_format,
+        require_tls=args.service == "webhook",
+    )
+    return ""
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="kubeflow-extension", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve the hooks or the webhook")
+    serve.add_argument("service", choices=sorted(APPS))
+    serve.add_argument("--host", default="0.0.0.0", help="address to listen on (default: all)")  # noqa: S104
+    serve.add_argument("--port", type=int, help="port (default: hooks 8080, webhook 8443)")
+    serve.add_argument("--certfile", help="PEM certificate; re-read when it changes (required for webhook)")
+    serve.add_argument("--keyfile", help="PEM private key (default: in the certificate file)")
+    serve.add_argument("--log-format", choices=LOG_FORMATS, default="json")
+    serve.set_defaults(run=serve_command)
+    mutate = commands.add_parser("mutate", help="print what the webhook would do to a Pod or Job")
+    mutate.add_argument("-f", "--file", required=True, help="YAML file of a Pod or Job ('-': stdin)")
+    mutate.add_argument("--patch", action="store_true", help="print the JSON Patch instead of the object")
+    mutate.set_defaults(run=mutate_command)
     sync = commands.add_parser("sync", help="print the Istio objects the hooks would create for a namespace")
     sync.add_argument("--namespace", required=True, help="YAML file of the Namespace")
     sync.add_argument("--profile", help="YAML file of its Profile (omit: no Profile exists)")
@@ -59,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = configuration.load()
         sys.stdout.write(args.run(args, config))
-    except (UsageError, configuration.ConfigError) as error:
+    except (UsageError, configuration.ConfigError, TLSRequiredError) as error:
         print(f"kubeflow-extension {args.command}: {error}", file=sys.stderr)
         return 2
     return 0

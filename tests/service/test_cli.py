@@ -50,3 +50,33 @@ def test_sync_rejects_wrong_files(tmp_path: Path) -> None:
     other.write_text("kind: Profile\nmetadata: {name: bob}\nspec: {owner: {name: bob@x}}\n")
     result = run("sync", "--namespace", "examples/namespace.yaml", "--profile", str(other))
     assert result.returncode == 2 and "does not belong" in result.stderr
+
+
+def test_mutate_prints_the_patch_the_webhook_would_send() -> None:
+    import json
+
+    result = run("mutate", "-f", "examples/katib-trial-job.yaml", "--patch")
+    assert result.returncode == 0, result.stderr
+    paths = {op["path"]: op["value"] for op in json.loads(result.stdout)}
+    assert paths["/spec/template/spec/serviceAccountName"] == "default-editor"
+    assert paths["/spec/template/metadata/labels/sidecar.istio.io~1inject"] == "true"
+
+
+def test_mutate_prints_the_mutated_object_and_leaves_others_alone(tmp_path: Path) -> None:
+    result = run("mutate", "-f", "examples/katib-trial-job.yaml")
+    job = yaml.safe_load(result.stdout)
+    assert job["spec"]["template"]["metadata"]["annotations"]["sidecar.istio.io/inject"] == "true"
+    pod = tmp_path / "pod.yaml"
+    pod.write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: i}]}\n"
+    )
+    result = run("mutate", "-f", str(pod), "--patch")
+    assert result.returncode == 0
+    assert result.stdout.strip() == "[]"
+    assert run("mutate", "-f", "examples/namespace.yaml").returncode == 2
+
+
+def test_serve_webhook_refuses_to_run_without_tls() -> None:
+    result = run("serve", "webhook", "--port", "0")
+    assert result.returncode == 2
+    assert "HTTPS" in result.stderr
