@@ -16,6 +16,8 @@ from e2e import versions
 from e2e.controlplane import ControlPlane, Kubectl, LocalService, MissingBinariesError, require_binaries
 
 _planes: list[ControlPlane] = []
+_timings: dict[str, float] = {}
+"""The start timings of this session's control plane, for the summary."""
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +34,7 @@ def control_plane() -> Iterator[ControlPlane]:
         pytest.fail(message, pytrace=False)
     with ControlPlane(keep_run_dir=keep) as plane:
         _planes.append(plane)
-        print(f"\ncontrol plane started in {plane.timings['start']:.1f} s: {plane.timings}")
+        _timings.update(plane.timings)
         yield plane
         _planes.remove(plane)
 
@@ -64,3 +66,12 @@ def pytest_runtest_makereport(
     report = outcome.get_result()
     if report.failed and _planes:
         report.sections.append(("control plane logs", _planes[-1].log_tails(30)))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print how long the control plane took to start, so CI logs show it."""
+    if _timings:
+        parts = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in _timings.items())
+        terminalreporter.write_line(
+            f"local control plane ready in {_timings.get('start', 0):.1f} s ({parts})"
+        )

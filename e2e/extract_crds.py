@@ -60,6 +60,21 @@ SOURCES = (
         "manifests/v1beta1/components/crd/trial.yaml",
         ("trials.kubeflow.org",),
     ),
+    # The webhook manifests' Certificate and Issuer, for their server-side dry run.
+    Source(
+        "cert-manager-certificates.yaml",
+        "github.com/cert-manager/cert-manager",
+        "v1.19.1",
+        "deploy/crds/cert-manager.io_certificates.yaml",
+        ("certificates.cert-manager.io",),
+    ),
+    Source(
+        "cert-manager-issuers.yaml",
+        "github.com/cert-manager/cert-manager",
+        "v1.19.1",
+        "deploy/crds/cert-manager.io_issuers.yaml",
+        ("issuers.cert-manager.io",),
+    ),
 )
 
 _SEPARATOR = re.compile(r"(?m)^---[ \t]*\n")
