@@ -13,7 +13,12 @@ from e2e.manifests import load_documents
 
 pytestmark = pytest.mark.e2e
 
-KUSTOMIZATIONS = ["metacontroller", "metacontroller/legacy-istio", "webhook/manifests"]
+KUSTOMIZATIONS = [
+    "metacontroller",
+    "metacontroller/legacy-istio",
+    "webhook/manifests",
+    "webhook/self-managed-certificates",
+]
 KIND_MANIFESTS = sorted((REPO_ROOT / "e2e" / "kind").glob("*.yaml"))
 
 

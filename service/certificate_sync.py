@@ -13,6 +13,7 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,25 +127,53 @@ def write_files(contents: Contents, directory: Path) -> bool:
     return changed
 
 
-def run_forever(target: Target, directory: Path, interval: float, stop: threading.Event) -> None:
-    """Reconcile now and then every `interval` seconds until `stop` is set; errors are logged and retried."""
+def api_clients() -> tuple[Any, Any]:
+    """Core and admissionregistration clients: in-cluster, else from the kubeconfig."""
     from kubernetes import config as kubeconfig
 
     try:
         kubeconfig.load_incluster_config()  # type: ignore[no-untyped-call]
     except kubeconfig.ConfigException:
         kubeconfig.load_kube_config()  # type: ignore[no-untyped-call]
-    core, admission = client.CoreV1Api(), client.AdmissionregistrationV1Api()
-    while not stop.is_set():
+    return client.CoreV1Api(), client.AdmissionregistrationV1Api()
+
+
+def _round(core: Any, admission: Any, target: Target, directory: Path) -> None:
+    contents = reconcile(core, admission, target, datetime.datetime.now(datetime.UTC))
+    if write_files(contents, directory):
+        log.info("serving certificate files updated", extra={"directory": str(directory)})
+
+
+def keep_current(
+    target: Target, directory: Path, interval: float, first_round_timeout: float = 300.0
+) -> threading.Event:
+    """Bring the certificate up to date and write its files before returning (the server needs them to
+    start), then keep it current in a daemon thread every `interval` seconds until the event is set."""
+    core, admission = api_clients()
+    deadline = time.monotonic() + first_round_timeout
+    while True:
         try:
-            contents = reconcile(core, admission, target, datetime.datetime.now(datetime.UTC))
-            if write_files(contents, directory):
-                log.info("serving certificate files updated", extra={"directory": str(directory)})
-            delay = interval
+            _round(core, admission, target, directory)
+            break
         except Exception:
-            log.exception("certificate reconcile failed; retrying")
-            delay = min(interval, 10.0)
-        stop.wait(delay)
+            if time.monotonic() > deadline:
+                raise
+            log.exception("certificate set-up failed; retrying")
+            time.sleep(5)
+    stop = threading.Event()
+
+    def loop() -> None:
+        delay = interval
+        while not stop.wait(delay):
+            try:
+                _round(core, admission, target, directory)
+                delay = interval
+            except Exception:
+                log.exception("certificate renewal round failed; retrying within a minute")
+                delay = min(interval, 60.0)
+
+    threading.Thread(target=loop, name="certificate-renewal", daemon=True).start()
+    return stop
 
 
 def dns_names(service: str, namespace: str) -> Sequence[str]:

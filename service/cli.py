@@ -13,6 +13,7 @@ import yaml
 
 from hooks.desired import CURRENT_ISTIO, LEGACY_ISTIO, desired
 from service import config as configuration
+from service import logs
 from service.logs import LOG_FORMATS
 from service.serve import TLSRequiredError, serve
 
@@ -61,14 +62,46 @@ def mutate_command(args: argparse.Namespace, config: configuration.Config) -> st
     return yaml.safe_dump(mutated, sort_keys=False)
 
 
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def _own_namespace(given: str | None) -> str:
+    if given:
+        return given
+    try:
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
+    except OSError:
+        raise UsageError("--namespace is needed outside a cluster") from None
+
+
 def serve_command(args: argparse.Namespace, config: configuration.Config) -> str:
     """Serve one of the apps until SIGTERM; the webhook only over TLS (the API server requires it)."""
+    certfile, keyfile = args.certfile, args.keyfile
+    if args.self_managed_certificates:
+        if args.service != "webhook":
+            raise UsageError("--self-managed-certificates is for the webhook")
+        from service import certificate_sync
+
+        logs.configure(args.log_format)
+        namespace = _own_namespace(args.namespace)
+        directory = Path(args.cert_dir)
+        certificate_sync.keep_current(
+            certificate_sync.Target(
+                namespace=namespace,
+                secret=args.secret,
+                webhook_configuration=args.webhook_configuration,
+                dns_names=tuple(certificate_sync.dns_names(args.service_name, namespace)),
+            ),
+            directory,
+            interval=args.renew_interval,
+        )
+        certfile, keyfile = str(directory / "tls.crt"), str(directory / "tls.key")
     serve(
         APPS[args.service],
         args.host,
         args.port or DEFAULT_PORTS[args.service],
-        certfile=args.certfile,
-        keyfile=args.keyfile,
+        certfile=certfile,
+        keyfile=keyfile,
         log_format=args.log_format,
         require_tls=args.service == "webhook",
     )
@@ -85,6 +118,19 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--certfile", help="PEM certificate; re-read when it changes (required for webhook)")
     serve.add_argument("--keyfile", help="PEM private key (default: in the certificate file)")
     serve.add_argument("--log-format", choices=LOG_FORMATS, default="json")
+    managed = serve.add_argument_group(
+        "self-managed certificates (instead of cert-manager): a CA and serving pair in one Secret, "
+        "and the webhook configuration's caBundle, kept current by the webhook itself"
+    )
+    managed.add_argument("--self-managed-certificates", action="store_true")
+    managed.add_argument(
+        "--cert-dir", default="/var/run/kubeflow-extension/tls", help="where to write tls.crt/key"
+    )
+    managed.add_argument("--secret", default="kubeflow-extension-webhook-certificates")
+    managed.add_argument("--webhook-configuration", default="kubeflow-extension")
+    managed.add_argument("--service-name", default="kubeflow-extension-webhook", help="the webhook's Service")
+    managed.add_argument("--namespace", help="the webhook's namespace (default: its service account's)")
+    managed.add_argument("--renew-interval", type=float, default=3600.0, help="seconds between checks")
     serve.set_defaults(run=serve_command)
     mutate = commands.add_parser("mutate", help="print what the webhook would do to a Pod or Job")
     mutate.add_argument("-f", "--file", required=True, help="YAML file of a Pod or Job ('-': stdin)")
