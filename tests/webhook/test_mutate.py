@@ -88,7 +88,7 @@ def perturb(obj, changes):
                 if value is None:
                     target.pop(path[-1], None)
                 else:
-                    target[path[-1]] = value
+                    target[path[-1]] = copy.deepcopy(value)  # st.just({}) is one shared dict
     return obj
 
 
