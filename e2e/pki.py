@@ -1,24 +1,18 @@
-"""A throw-away PKI for one control plane run: a CA and the certificates its processes present.
-
-Keys are ECDSA P-256 (quick to generate, accepted by every Kubernetes component and by Python's ssl).
-Private keys are written with mode 0600.
+"""A throw-away PKI for one control plane run: a CA and the certificates its processes present, as
+files. The X.509 work is the product's own (service.certificates); this module only names and writes
+the files. Private keys are written with mode 0600.
 """
 
 from __future__ import annotations
 
 import datetime
-import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from service import certificates
 
 VALIDITY = datetime.timedelta(days=2)
-CLOCK_SKEW = datetime.timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -37,22 +31,19 @@ class CertFiles:
         return self.key.read_bytes()
 
 
-def _new_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+def _write_key(path: Path, pem: bytes) -> None:
     path.touch(mode=0o600, exist_ok=False)
     path.write_bytes(pem)
 
 
-def _name(common_name: str, organizations: Sequence[str] = ()) -> x509.Name:
-    attributes = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
-    attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
-    return x509.Name(attributes)
+def _write(files: CertFiles, pair: certificates.KeyPair) -> CertFiles:
+    files.cert.write_bytes(pair.cert)
+    _write_key(files.key, pair.key)
+    return files
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
 
 
 class CertificateAuthority:
@@ -61,42 +52,12 @@ class CertificateAuthority:
     def __init__(self, directory: Path, common_name: str = "kubeflow-extension-e2e-ca") -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
-        self._key = _new_key()
-        now = datetime.datetime.now(datetime.UTC)
-        subject = _name(common_name)
-        self._cert = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(subject)
-            .public_key(self._key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - CLOCK_SKEW)
-            .not_valid_after(now + VALIDITY)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(self._key.public_key()), critical=False)
-            .sign(self._key, hashes.SHA256())
-        )
-        self.files = CertFiles(directory / "ca.crt", directory / "ca.key")
-        self.files.cert.write_bytes(self._cert.public_bytes(serialization.Encoding.PEM))
-        _write_key(self.files.key, self._key)
+        self._pair = certificates.new_ca(common_name, _now(), VALIDITY)
+        self.files = _write(CertFiles(directory / "ca.crt", directory / "ca.key"), self._pair)
 
     @property
     def cert_pem(self) -> bytes:
-        return self._cert.public_bytes(serialization.Encoding.PEM)
+        return self._pair.cert
 
     def issue(
         self,
@@ -110,49 +71,18 @@ class CertificateAuthority:
         client: bool = False,
     ) -> CertFiles:
         """Write ``<name>.crt`` and ``<name>.key`` signed by this CA and return their paths."""
-        if not (server or client):
-            raise ValueError("a certificate must be for a server, a client or both")
-        key = _new_key()
-        now = datetime.datetime.now(datetime.UTC)
-        usages = [ExtendedKeyUsageOID.SERVER_AUTH] if server else []
-        usages += [ExtendedKeyUsageOID.CLIENT_AUTH] if client else []
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(_name(common_name, organizations))
-            .issuer_name(self._cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - CLOCK_SKEW)
-            .not_valid_after(now + VALIDITY)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=False,
-                    crl_sign=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()), critical=False
-            )
+        pair = certificates.issue(
+            self._pair,
+            common_name,
+            _now(),
+            VALIDITY,
+            dns_names=dns_names,
+            ip_addresses=ip_addresses,
+            organizations=organizations,
+            server=server,
+            client=client,
         )
-        sans: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses]
-        sans += [x509.DNSName(dns) for dns in dns_names]
-        if sans:
-            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        cert = builder.sign(self._key, hashes.SHA256())
-        files = CertFiles(self.directory / f"{name}.crt", self.directory / f"{name}.key")
-        files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        _write_key(files.key, key)
-        return files
+        return _write(CertFiles(self.directory / f"{name}.crt", self.directory / f"{name}.key"), pair)
 
     def issue_loopback_serving(self, name: str) -> CertFiles:
         """A serving certificate for ``127.0.0.1`` and ``localhost`` (the webhook, other local servers)."""
@@ -179,12 +109,8 @@ def create_control_plane_pki(directory: Path) -> ControlPlanePki:
         server=True,
     )
     admin = ca.issue("admin", "admin", organizations=["system:masters"], client=True)
-    sa_key = _new_key()
+    signer = certificates.new_key_pem()
     sa_key_path, sa_pub_path = directory / "sa.key", directory / "sa.pub"
-    _write_key(sa_key_path, sa_key)
-    sa_pub_path.write_bytes(
-        sa_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
+    _write_key(sa_key_path, signer)
+    sa_pub_path.write_bytes(certificates.public_key_pem(signer))
     return ControlPlanePki(ca, apiserver, admin, sa_key_path, sa_pub_path)

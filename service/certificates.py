@@ -42,6 +42,19 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
+def new_key_pem() -> bytes:
+    """A new private key (PKCS#8 PEM), e.g. for signing service-account tokens."""
+    return _pem_key(_new_key())
+
+
+def public_key_pem(key_pem: bytes) -> bytes:
+    """The SubjectPublicKeyInfo PEM of a private key."""
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
 def _name(common_name: str, organizations: Sequence[str] = ()) -> x509.Name:
     attributes = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
     return x509.Name([*attributes, x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
