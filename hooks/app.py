@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import TypeVar
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -17,17 +19,23 @@ from service.metrics import RequestMetrics
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 
 def create_app(config: configuration.Config) -> Starlette:
     metrics = RequestMetrics("kfext_hook", ("hook", "outcome"))
 
+    async def parsed(request: Request, hook: str, parse: Callable[[object], T]) -> T:
+        """The request read by `parse`; a rejected one is counted before it becomes a 4xx."""
+        try:
+            return parse(await read_json(request))
+        except ClientError:
+            metrics.count(hook, "rejected")
+            raise
+
     async def sync(request: Request) -> Response:
         with metrics.timed("sync"):
-            try:
-                hook = parse_sync(await read_json(request))
-            except ClientError:
-                metrics.count("sync", "rejected")
-                raise
+            hook = await parsed(request, "sync", parse_sync)
             attachments = [] if hook.finalizing else desired(hook.namespace, hook.profile, hook.types, config)
             answer: dict[str, object] = {"attachments": attachments}
             if hook.finalizing:
@@ -47,11 +55,7 @@ def create_app(config: configuration.Config) -> Starlette:
 
     async def customize(request: Request) -> Response:
         with metrics.timed("customize"):
-            try:
-                namespace = parse_customize(await read_json(request))
-            except ClientError:
-                metrics.count("customize", "rejected")
-                raise
+            namespace = await parsed(request, "customize", parse_customize)
             metrics.count("customize", "ok")
             return json_response({"relatedResources": related_rules(namespace)})
 

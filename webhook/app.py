@@ -13,7 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from service import config as configuration
-from service.http import ClientError, client_error_handler, json_response, probe_routes, read_json
+from service.http import EXCEPTION_HANDLERS, ClientError, json_response, probe_routes, read_json
 from service.metrics import RequestMetrics
 from webhook import review as admission
 from webhook.mutate import Result, run
@@ -74,7 +74,7 @@ def create_app(config: configuration.Config) -> Starlette:
             return json_response(admission.answer(review, result.ops, result.warnings))
 
     routes = [Route("/mutate", mutate, methods=["POST"]), *probe_routes(metrics.registry)]
-    return Starlette(routes=routes, exception_handlers={ClientError: client_error_handler})
+    return Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
 
 
 app = create_app(configuration.load())
