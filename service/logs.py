@@ -14,7 +14,8 @@ LOG_FORMATS = ("json", "text")
 class JsonFormatter(logging.Formatter):
     """Formats a record and the ``extra`` fields given to it as one JSON object."""
 
-    _standard = frozenset(vars(logging.makeLogRecord({})))
+    # uvicorn adds `color_message`, an ANSI-coloured copy of the message, for terminals.
+    _standard = frozenset(vars(logging.makeLogRecord({}))) | {"color_message"}
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {

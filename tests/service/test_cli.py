@@ -80,3 +80,42 @@ def test_serve_webhook_refuses_to_run_without_tls() -> None:
     result = run("serve", "webhook", "--port", "0")
     assert result.returncode == 2
     assert "HTTPS" in result.stderr
+
+
+def test_the_image_entry_point_serves_the_hooks_and_stops_gracefully_on_sigterm() -> None:
+    """`kubeflow-extension serve hooks` as the image runs it, as a plain process."""
+    import shutil
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    executable = shutil.which("kubeflow-extension")
+    assert executable, "the console script is installed with the package"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [executable, "serve", "hooks", "--host", "127.0.0.1", "--port", str(port), "--log-format", "json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
+                    assert response.status == 200
+                    break
+            except OSError:
+                assert process.poll() is None, process.communicate()[1]
+                assert time.monotonic() < deadline, "the hooks did not become healthy"
+                time.sleep(0.2)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    # uvicorn drains, then exits by the signal it caught (as a process killed by SIGTERM would).
+    assert process.returncode in (0, -signal.SIGTERM), stderr
+    assert "Finished server process" in stderr
+    assert all(line.startswith("{") for line in stderr.splitlines()), "every log line is JSON"
