@@ -55,6 +55,11 @@ e2e:
 serve-hooks port="8080":
     uvicorn hooks.app:app --host 127.0.0.1 --port {{port}}
 
+# The main job on a local control plane (no Docker): a profile namespace, trial Job and Pods, a notebook;
+# reports what the hooks created and what the webhook changed. `just demo --keep` leaves it running.
+demo *args:
+    python -m e2e.demo {{args}}
+
 # Preview the Istio objects for the example profile namespace.
 preview:
     kubeflow-extension sync --namespace examples/namespace.yaml --profile examples/profile.yaml

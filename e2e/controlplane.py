@@ -657,7 +657,7 @@ def _down(state_file: Path) -> int:
     return 0
 
 
-def _state_is_live(state_file: Path) -> bool:
+def state_is_live(state_file: Path) -> bool:
     if not state_file.exists():
         return False
     state = json.loads(state_file.read_text())
@@ -666,7 +666,7 @@ def _state_is_live(state_file: Path) -> bool:
 
 def _up(arguments: argparse.Namespace) -> int:
     state_file: Path = arguments.state
-    if _state_is_live(state_file):
+    if state_is_live(state_file):
         print(f"a control plane is already up ({state_file}); run `down` first", file=sys.stderr)
         return 1
     plane = ControlPlane(keep_run_dir=not arguments.foreground, die_with_parent=arguments.foreground)
@@ -717,7 +717,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments.command == "down":
         return _down(arguments.state)
     if arguments.command == "status":
-        if not _state_is_live(arguments.state):
+        if not state_is_live(arguments.state):
             print("down")
             return 1
         print(arguments.state.read_text())
