@@ -36,6 +36,7 @@ from e2e.controlplane import (
     MissingBinariesError,
     state_is_live,
 )
+from e2e.objects import profile_objects
 from e2e.processes import eventually
 from hooks.desired import CURRENT_ISTIO, desired
 from hooks.istio import MANAGED_BY, NAMESPACE_LABEL
@@ -311,33 +312,6 @@ def kubeflow_namespace() -> Object:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": CONFIG.kubeflow_namespace}}
 
 
-def profile_objects() -> list[Object]:
-    """The Profile, its Namespace as Kubeflow's profile controller labels it, and the ServiceAccount
-    that the profile controller creates there (trial Pods run as it)."""
-    return [
-        {
-            "apiVersion": "kubeflow.org/v1",
-            "kind": "Profile",
-            "metadata": {"name": PROFILE},
-            "spec": {"owner": {"kind": "User", "name": OWNER}},
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {
-                "name": PROFILE,
-                "labels": {"app.kubernetes.io/part-of": "kubeflow-profile", "istio-injection": "enabled"},
-                "annotations": {"owner": OWNER},
-            },
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": {"name": CONFIG.service_account, "namespace": PROFILE},
-        },
-    ]
-
-
 def trial_object() -> Object:
     return {
         "apiVersion": "kubeflow.org/v1beta1",
@@ -530,7 +504,7 @@ class Demo:
         self.plane.apply_project_manifests(REPO_ROOT / "webhook" / "manifests", webhook=webhook)
         began = self._lap("services and manifests", began)
 
-        self.kubectl.apply(profile_objects())
+        self.kubectl.apply(profile_objects(PROFILE, OWNER, CONFIG))
         self.children = self.wait_for_children()
         check_children(self.checks, self.children)
         began = self._lap("profile namespace to children", began)

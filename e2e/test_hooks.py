@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from e2e.controlplane import REPO_ROOT, ControlPlane, Kubectl, LocalService
+from e2e.objects import profile_objects
 from e2e.processes import eventually
 from hooks.desired import CURRENT_ISTIO, LEGACY_ISTIO, desired
 from hooks.istio import ENVOY_FILTER_NAME, authorization_name
@@ -31,24 +32,8 @@ def profile_access(control_plane: ControlPlane, kubectl: Kubectl, hooks_server: 
     control_plane.apply_project_manifests(REPO_ROOT / "metacontroller", hooks=hooks_server)
 
 
-def create_profile(kubectl: Kubectl, name: str, owner: str) -> dict[str, Any]:
-    profile = {
-        "apiVersion": "kubeflow.org/v1",
-        "kind": "Profile",
-        "metadata": {"name": name},
-        "spec": {"owner": {"kind": "User", "name": owner}},
-    }
-    namespace = {
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {
-            "name": name,
-            "labels": {"app.kubernetes.io/part-of": "kubeflow-profile", "istio-injection": "enabled"},
-            "annotations": {"owner": owner},
-        },
-    }
-    kubectl.apply([profile, namespace])
-    return profile
+def create_profile(kubectl: Kubectl, name: str, owner: str) -> None:
+    kubectl.apply(profile_objects(name, owner))
 
 
 def children(kubectl: Kubectl, namespace: str, authorization: str = POLICY) -> tuple[Any, Any]:
