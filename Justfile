@@ -53,7 +53,7 @@ e2e:
 
 # Serve the Metacontroller hooks on plain HTTP (Metacontroller calls them in-cluster).
 serve-hooks port="8080":
-    uvicorn hooks.app:app --host 127.0.0.1 --port {{port}}
+    kubeflow-extension serve hooks --host 127.0.0.1 --port {{port}} --log-format text
 
 # The main job on a local control plane (no Docker): a profile namespace, trial Job and Pods, a notebook;
 # reports what the hooks created and what the webhook changed. `just demo --keep` leaves it running.
