@@ -11,11 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
-import jsonpatch
-
 from service.config import Config
 from webhook.mutations import MutationFunction, collector, kale, notebook, trial_job
-from webhook.patch import Op, ShapeError
+from webhook.patch import Op, ShapeError, apply
 
 MUTATIONS: Mapping[str, tuple[tuple[str, MutationFunction], ...]] = {
     "Pod": (("notebook", notebook.mutate), ("collector", collector.mutate), ("kale", kale.mutate)),
@@ -55,7 +53,7 @@ def run(obj: dict[str, Any], kind: str, config: Config) -> Result:
         try:
             mutation = function(current, config)
             if mutation.ops:
-                current = jsonpatch.apply_patch(current, list(mutation.ops))
+                current = apply(current, mutation.ops)
         except ShapeError as error:
             outcomes.append(Outcome(name, "malformed", error))
             warnings.append(f"{name}: not mutated, the object is malformed: {error}")

@@ -99,3 +99,66 @@ def _merge_into(current: Any, path: list[Token], wanted: Mapping[str, Any]) -> l
         elif existing != value or type(existing) is not type(value):
             ops.append({"op": "replace", "path": pointer(here), "value": value})
     return ops
+
+
+class PatchConflictError(Exception):
+    """An operation does not fit the object it is applied to: a bug in the mutation that made it."""
+
+
+def unescape(token: str) -> str:
+    """The raw key of a JSON Pointer reference token (RFC 6901: ``~1`` first, then ``~0``)."""
+    return token.replace("~1", "/").replace("~0", "~")
+
+
+def apply(obj: Any, ops: Sequence[Op]) -> Any:
+    """``obj`` with ``ops`` applied, leaving ``obj`` untouched.
+
+    Copy-on-write: only the maps and lists on each operation's path are copied (shallowly); every other
+    subtree is shared with ``obj``. A whole-object deep copy per mutation was most of the webhook's cost
+    on large Pods, and mutations never modify what they are given, so sharing is safe.
+    """
+    for op in ops:
+        tokens = [unescape(t) for t in op["path"].split("/")[1:]]
+        obj = _apply_at(obj, tokens, op)
+    return obj
+
+
+def _apply_at(node: Any, tokens: list[str], op: Op) -> Any:
+    if not tokens:
+        if op["op"] == "remove":
+            raise PatchConflictError("cannot remove the whole document")
+        return op["value"]
+    head, rest = tokens[0], tokens[1:]
+    if isinstance(node, Mapping):
+        copied = dict(node)
+        if rest:
+            if head not in copied:
+                raise PatchConflictError(f"no {head!r} on the way to {op['path']}")
+            copied[head] = _apply_at(copied[head], rest, op)
+        elif op["op"] == "add":
+            copied[head] = op["value"]
+        elif head not in copied:
+            raise PatchConflictError(f"{op['op']} of missing {op['path']}")
+        elif op["op"] == "replace":
+            copied[head] = op["value"]
+        else:
+            del copied[head]
+        return copied
+    if isinstance(node, list):
+        items = list(node)
+        if head == "-" and not rest and op["op"] == "add":
+            items.append(op["value"])
+            return items
+        if not head.isdigit() or int(head) > len(items) - (0 if op["op"] == "add" and not rest else 1):
+            raise PatchConflictError(f"bad index {head!r} in {op['path']}")
+        index = int(head)
+        if rest:
+            items[index] = _apply_at(items[index], rest, op)
+        elif op["op"] == "add":
+            items.insert(index, op["value"])
+        elif op["op"] == "replace":
+            items[index] = op["value"]
+        else:
+            del items[index]
+        return items
+    raise PatchConflictError(f"{op['path']} goes through a scalar")

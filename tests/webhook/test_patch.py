@@ -2,7 +2,7 @@ import jsonpatch
 import jsonpointer
 import pytest
 
-from webhook.patch import ShapeError, escape, lookup, merge, pointer
+from webhook.patch import PatchConflictError, ShapeError, apply, escape, lookup, merge, pointer
 
 
 @pytest.mark.parametrize(
@@ -85,3 +85,46 @@ def test_merge_distinguishes_types_of_equal_values():
 def test_merge_refuses_objects_of_the_wrong_shape(obj, base):
     with pytest.raises(ShapeError):
         merge(obj, base, {"a": "b"})
+
+
+def test_apply_agrees_with_jsonpatch_and_copies_only_the_paths_it_changes() -> None:
+    import copy
+
+    pod = {
+        "metadata": {"labels": {"a": "1"}, "annotations": {"x/y": "1"}},
+        "spec": {
+            "containers": [{"name": "c", "args": ["-t", "x"]}, {"name": "d"}],
+            "volumes": [{"name": "v"}],
+        },
+    }
+    sent = copy.deepcopy(pod)
+    ops = [
+        {"op": "add", "path": "/metadata/labels/sidecar.istio.io~1inject", "value": "true"},
+        {"op": "replace", "path": "/metadata/annotations/x~1y", "value": "2"},
+        {"op": "add", "path": "/spec/containers/0/command", "value": ["sh", "-c", "s", "c"]},
+        {"op": "replace", "path": "/spec/containers/0/args/1", "value": "y"},
+        {"op": "add", "path": "/spec/containers/0/args/0", "value": "-w=false"},
+        {"op": "add", "path": "/spec/containers/-", "value": {"name": "e"}},
+        {"op": "remove", "path": "/spec/containers/1"},
+        {"op": "add", "path": "/metadata/owner~0s", "value": {}},
+    ]
+    result = apply(pod, ops)
+    assert result == jsonpatch.apply_patch(sent, ops)
+    assert pod == sent, "the object as sent is untouched"
+    assert result["spec"]["volumes"] is pod["spec"]["volumes"], "subtrees off the paths are shared"
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        {"op": "replace", "path": "/metadata/missing", "value": 1},
+        {"op": "remove", "path": "/metadata/missing"},
+        {"op": "add", "path": "/nope/deeper", "value": 1},
+        {"op": "add", "path": "/spec/containers/5", "value": 1},
+        {"op": "replace", "path": "/spec/containers/x", "value": 1},
+        {"op": "add", "path": "/metadata/name/x", "value": 1},
+    ],
+)
+def test_apply_refuses_operations_that_do_not_fit(op) -> None:
+    with pytest.raises(PatchConflictError):
+        apply({"metadata": {"name": "n"}, "spec": {"containers": []}}, [op])

@@ -100,7 +100,9 @@ def _is_python_program(argv: list[Any], index: int) -> bool:
 def _patched_argv(argv: list[Any], index: int, config: Config) -> str | None:
     """``argv[index]`` patched, if it is a python ``-c`` program itself or a shell line that runs one."""
     text = argv[index]
-    if not isinstance(text, str):
+    # Every program this patches names create_and_wait_kfp_run (HOOK needs it): a cheap first test that
+    # spares the argv walk below for the other words of every container.
+    if not isinstance(text, str) or "create_and_wait_kfp_run" not in text:
         return None
     return _patched(text, config) if _is_python_program(argv, index) else _patched_shell(text, config)
 
