@@ -51,6 +51,11 @@ build-control-plane:
 e2e:
     bash e2e/kind/run.sh
 
+# Benchmarks side by side (webhook against a bare ceiling, hooks, pod creation, memory); writes
+# bench/RESULTS.md. `just bench --quick`, `just bench --only webhook`, `just bench --only memory --minutes 10`.
+bench *args:
+    python -m bench {{args}}
+
 # Serve the Metacontroller hooks on plain HTTP (Metacontroller calls them in-cluster).
 serve-hooks port="8080":
     kubeflow-extension serve hooks --host 127.0.0.1 --port {{port}} --log-format text

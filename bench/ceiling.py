@@ -1,0 +1,32 @@
+"""The ceiling: the least an admission endpoint can do over the same server, TLS and HTTP stack.
+
+It reads the body, parses it with orjson (the fastest JSON parser available) and answers an allowed
+AdmissionReview with no patch. ASGI app: ``bench.ceiling:app``.
+"""
+
+from __future__ import annotations
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+
+async def mutate(request: Request) -> Response:
+    review = orjson.loads(await request.body())
+    answer = {
+        "apiVersion": review["apiVersion"],
+        "kind": "AdmissionReview",
+        "response": {"uid": review["request"]["uid"], "allowed": True},
+    }
+    return Response(orjson.dumps(answer), media_type="application/json")
+
+
+async def healthz(_: Request) -> Response:
+    return Response(b'{"status":"ok"}', media_type="application/json")
+
+
+app = Starlette(
+    routes=[Route("/mutate", mutate, methods=["POST"]), Route("/healthz", healthz, methods=["GET"])]
+)

@@ -1,0 +1,194 @@
+"""The webhook served directly, against a ceiling in the same run.
+
+Two uvicorn processes serve, over HTTPS with the same certificate and the same ``service.serve`` setup,
+``webhook.app:app`` and ``bench.ceiling:app`` (parse with orjson, answer allowed without a patch). For
+each body, alternating between the two: a closed loop (maximum throughput, server CPU time per review
+from /proc), then an open loop at a fixed rate (client-side latency from the scheduled start, and the
+webhook's own ``kfext_webhook_request_duration_seconds`` histogram, delta before/after).
+
+``python -m bench.webhook_direct [--quick]``
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench import stats
+from bench.bodies import Body, all_bodies
+from bench.common import Durations, load, progress, run_alone
+from bench.procs import Server, Tls, cpu_seconds, make_tls, memory_mb
+
+RATE = 200.0
+CONNECTIONS = 8
+HISTOGRAM = "kfext_webhook_request_duration_seconds"
+
+
+def check_answers(webhook: Server, ceiling: Server, body: Body) -> None:
+    """One review to each server: both allow, the webhook patches exactly the bodies it should."""
+    for server in (webhook, ceiling):
+        connection = server.connection()
+        status, raw = connection.request("POST", "/mutate", body.payload)
+        connection.close()
+        answer = orjson.loads(raw)
+        response = answer.get("response", {})
+        if status != 200 or response.get("allowed") is not True:
+            raise RuntimeError(f"{server.name} did not allow {body.name}: {status} {raw[:300]!r}")
+        patched = "patch" in response
+        if server is webhook and patched != body.expect_patch:
+            raise RuntimeError(f"webhook patch for {body.name}: expected {body.expect_patch}, got {patched}")
+        if patched:
+            json.loads(base64.b64decode(response["patch"]))
+
+
+def scrape(server: Server) -> dict[float, float]:
+    connection = server.connection()
+    status, text = connection.request("GET", "/metrics")
+    connection.close()
+    if status != 200:
+        raise RuntimeError(f"{server.name} /metrics answered {status}")
+    return stats.histogram(text.decode(), HISTOGRAM)
+
+
+def closed_loop(server: Server, body_file: str, duration: float) -> dict[str, Any]:
+    cpu_before = cpu_seconds(server.pid)
+    result = load(server, [body_file], "closed", connections=CONNECTIONS, duration=duration)
+    cpu = cpu_seconds(server.pid) - cpu_before
+    # The warm-up requests count too: they were served inside the CPU window.
+    served = result["ok"] + CONNECTIONS * 5
+    result["cpu_ms_per_review"] = cpu / served * 1000 if served else math.nan
+    return result
+
+
+def open_loop(server: Server, body_file: str, duration: float, histogram: bool) -> dict[str, Any]:
+    before = scrape(server) if histogram else {}
+    result = load(server, [body_file], "open", connections=CONNECTIONS, duration=duration, rate=RATE)
+    if histogram:
+        delta = stats.histogram_delta(before, scrape(server))
+        result["server"] = {
+            "p50": stats.histogram_percentile(delta, 0.50) * 1000,
+            "p99": stats.histogram_percentile(delta, 0.99) * 1000,
+            "p999": stats.histogram_percentile(delta, 0.999) * 1000,
+            "within_1ms": stats.share_within(delta, 0.001),
+            "count": delta.get(math.inf, 0.0),
+        }
+    return result
+
+
+def bench_body(
+    webhook: Server, ceiling: Server, body: Body, body_file: str, durations: Durations
+) -> dict[str, Any]:
+    check_answers(webhook, ceiling, body)
+    best: dict[str, dict[str, Any]] = {}
+    cpu: dict[str, list[float]] = {"webhook": [], "ceiling": []}
+    for round_index in range(durations.rounds):
+        order = (webhook, ceiling) if round_index % 2 == 0 else (ceiling, webhook)
+        for server in order:
+            result = closed_loop(server, body_file, durations.closed)
+            cpu[server.name].append(result["cpu_ms_per_review"])
+            if server.name not in best or result["throughput"] > best[server.name]["throughput"]:
+                best[server.name] = result
+    latency = {
+        server.name: open_loop(server, body_file, durations.open, server is webhook)
+        for server in (webhook, ceiling)
+    }
+    row: dict[str, Any] = {"body": body.name, "description": body.description, "kib": body.kib}
+    for name in ("webhook", "ceiling"):
+        row[name] = {
+            "throughput": best[name]["throughput"],
+            "client_cpu_share": best[name]["client_cpu_share"],
+            "cpu_ms_per_review": min(cpu[name]),
+            "latency_ms": latency[name]["latency_ms"],
+            "errors": best[name]["errors"] + latency[name]["errors"] + sum(latency[name]["non_200"].values()),
+            "rss_mb": memory_mb((webhook if name == "webhook" else ceiling).pid),
+        }
+    row["webhook"]["server_ms"] = latency["webhook"]["server"]
+    row["ratio"] = row["webhook"]["throughput"] / row["ceiling"]["throughput"]
+    progress(
+        f"  {body.name:15} {body.kib:6.1f} KiB  webhook {row['webhook']['throughput']:6.0f}/s  "
+        f"ceiling {row['ceiling']['throughput']:6.0f}/s  ratio {row['ratio']:.2f}  "
+        f"p99@200/s {row['webhook']['latency_ms']['p99']:.2f} ms"
+    )
+    return row
+
+
+def run(durations: Durations, work_dir: Path) -> dict[str, Any]:
+    tls: Tls = make_tls(work_dir)
+    bodies = all_bodies()
+    files = {}
+    for body in bodies:
+        path = work_dir / f"{body.name}.json"
+        path.write_bytes(body.payload)
+        files[body.name] = str(path)
+    rows = []
+    with (
+        Server("webhook", "webhook.app:app", work_dir, tls) as webhook,
+        Server("ceiling", "bench.ceiling:app", work_dir, tls) as ceiling,
+    ):
+        idle = {"webhook": memory_mb(webhook.pid), "ceiling": memory_mb(ceiling.pid)}
+        for body in bodies:
+            rows.append(bench_body(webhook, ceiling, body, files[body.name], durations))
+    by_name = {row["body"]: row for row in rows}
+    small, large = by_name["trial-pod-5k"]["ratio"], by_name["trial-pod-100k"]["ratio"]
+    return {
+        "rows": rows,
+        "idle_rss_mb": idle,
+        "flatness": large / small,
+        "connections": CONNECTIONS,
+        "rate": RATE,
+        "durations": durations.__dict__,
+    }
+
+
+def report(result: dict[str, Any]) -> str:
+    headers = [
+        "body",
+        "KiB",
+        "webhook/s",
+        "ceiling/s",
+        "ratio",
+        "CPU ms/review (wh / ceil)",
+        "client p50 / p99 / p99.9 ms (wh)",
+        "client p50 / p99 / p99.9 ms (ceil)",
+        "server p50 / p99 ms (histogram)",
+        "RSS MiB (wh / ceil)",
+        "errors",
+    ]
+    rows = []
+    for row in result["rows"]:
+        wh, ce = row["webhook"], row["ceiling"]
+        rows.append(
+            [
+                row["body"],
+                f"{row['kib']:.1f}",
+                wh["throughput"],
+                ce["throughput"],
+                row["ratio"],
+                f"{wh['cpu_ms_per_review']:.2f} / {ce['cpu_ms_per_review']:.2f}",
+                _triple(wh["latency_ms"]),
+                _triple(ce["latency_ms"]),
+                f"{wh['server_ms']['p50']:.2f} / {wh['server_ms']['p99']:.2f}",
+                f"{wh['rss_mb']['VmRSS']:.0f} / {ce['rss_mb']['VmRSS']:.0f}",
+                wh["errors"] + ce["errors"],
+            ]
+        )
+    return stats.table(headers, rows)
+
+
+def _triple(latency: dict[str, float]) -> str:
+    return f"{latency['p50']:.2f} / {latency['p99']:.2f} / {latency['p999']:.2f}"
+
+
+def main() -> None:
+    run_alone(
+        __doc__, run, report, lambda r: f"flatness (ratio at 100 KiB / ratio at 5 KiB): {r['flatness']:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
