@@ -43,7 +43,7 @@ async def read_json(request: Request, max_bytes: int = MAX_BODY_BYTES) -> Any:
     if content_type.split(";")[0].strip().lower() != "application/json":
         raise ClientError(415, f"expected Content-Type application/json, got {content_type or 'none'!r}")
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
         raise ClientError(413, f"body of {declared} bytes exceeds the limit of {max_bytes}")
     chunks = bytearray()
     async for chunk in request.stream():

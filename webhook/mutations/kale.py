@@ -26,8 +26,9 @@ HOOK = re.compile(
     r"from\s+(?P<module>kale\.common\.kfputils|kale\.common\.katibutils|kfputils)\s+"
     r"import\s+create_and_wait_kfp_run\b"
 )
-SHELL_PROGRAM = re.compile(r'\bpython[\w.]*(?:\s+-[^\s"]+)*?\s+-c\s+"(?P<program>[^"]*)"')
-"""``python3 -u -c "…"`` inside one shell string (Kale's command, or Katib's ``sh -c`` args[0])."""
+SHELL_PROGRAM = re.compile(r'\bpython[\w.]*(?:\s+-[^\s"]+){0,8}?\s+-c\s+"(?P<program>[^"]*)"')
+"""``python3 -u -c "…"`` inside one shell string (Kale's command, or Katib's ``sh -c`` args[0]).
+The options are bounded so that a hostile string cannot make the search quadratic."""
 FORBIDDEN = frozenset('"`$\\')
 
 _RETRY = """{marker}
@@ -81,30 +82,43 @@ def _patched(program: str, config: Config) -> str | None:
 
 
 def _patched_shell(text: str, config: Config) -> str | None:
-    for match in SHELL_PROGRAM.finditer(text):
+    """Every ``python -c "…"`` program in a shell line patched; None when none needed it."""
+
+    def patch(match: re.Match[str]) -> str:
         program = _patched(match["program"], config)
-        if program is not None:
-            return text[: match.start("program")] + program + text[match.end("program") :]
+        if program is None:
+            return match[0]
+        start, end = match.start("program") - match.start(), match.end("program") - match.start()
+        return match[0][:start] + program + match[0][end:]
+
+    patched = SHELL_PROGRAM.sub(patch, text)
+    return None if patched == text else patched
+
+
+def python_program_index(argv: list[Any]) -> int | None:
+    """Where the program of the exec form ``python… [options] -c PROGRAM`` stands in ``argv``, if it does.
+
+    Only the first ``python…`` word counts, and its ``-c`` takes the next word, as python itself reads it.
+    """
+    for start, word in enumerate(argv):
+        if isinstance(word, str) and word.rsplit("/", 1)[-1].startswith("python"):
+            for position in range(start + 1, len(argv) - 1):
+                option = argv[position]
+                if not isinstance(option, str) or not option.startswith("-"):
+                    return None
+                if option == "-c":
+                    return position + 1
+            return None
     return None
 
 
-def _is_python_program(argv: list[Any], index: int) -> bool:
-    """``argv[index]`` follows ``python… [options] -c`` (the exec form of ``python -c``)."""
-    for start, word in enumerate(argv[: max(index - 1, 0)]):
-        if isinstance(word, str) and word.rsplit("/", 1)[-1].startswith("python"):
-            options = argv[start + 1 : index]
-            return options[-1] == "-c" and all(isinstance(o, str) and o.startswith("-") for o in options)
-    return False
-
-
-def _patched_argv(argv: list[Any], index: int, config: Config) -> str | None:
+def _patched_argv(argv: list[Any], index: int, program_index: int | None, config: Config) -> str | None:
     """``argv[index]`` patched, if it is a python ``-c`` program itself or a shell line that runs one."""
     text = argv[index]
-    # Every program this patches names create_and_wait_kfp_run (HOOK needs it): a cheap first test that
-    # spares the argv walk below for the other words of every container.
+    # Every program this patches names create_and_wait_kfp_run (HOOK needs it): a cheap first test.
     if not isinstance(text, str) or "create_and_wait_kfp_run" not in text:
         return None
-    return _patched(text, config) if _is_python_program(argv, index) else _patched_shell(text, config)
+    return _patched(text, config) if index == program_index else _patched_shell(text, config)
 
 
 def mutate(pod: Mapping[str, Any], config: Config) -> Mutation:
@@ -119,11 +133,12 @@ def mutate(pod: Mapping[str, Any], config: Config) -> Mutation:
         args = container.get("args")
         argv = [*(command if isinstance(command, list) else ()), *(args if isinstance(args, list) else ())]
         split = len(command) if isinstance(command, list) else 0
+        program_index = python_program_index(argv)
+        # Every word is patched, not just the first: a reinvocation must find nothing left to do.
         for position in range(len(argv)):
-            patched = _patched_argv(argv, position, config)
+            patched = _patched_argv(argv, position, program_index, config)
             if patched is not None:
                 field, offset = ("command", position) if position < split else ("args", position - split)
                 path = pointer(("spec", "containers", index, field, offset))
                 ops.append({"op": "replace", "path": path, "value": patched})
-                break
     return Mutation(tuple(ops))

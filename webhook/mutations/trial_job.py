@@ -23,7 +23,8 @@ def is_trial_job(job: Mapping[str, Any]) -> bool:
     return isinstance(owners, list) and any(
         isinstance(owner, Mapping)
         and owner.get("kind") == "Trial"
-        and owner.get("apiVersion") in TRIAL_API_VERSIONS
+        and isinstance(owner.get("apiVersion"), str)
+        and owner["apiVersion"] in TRIAL_API_VERSIONS
         and owner.get("controller") is True
         for owner in owners
     )
