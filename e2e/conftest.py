@@ -17,7 +17,7 @@ from e2e.controlplane import ControlPlane, Kubectl, LocalService, MissingBinarie
 
 _planes: list[ControlPlane] = []
 _timings: dict[str, float] = {}
-"""The start timings of this session's control plane, for the summary."""
+"""The start timings of the test run's control plane, for the summary."""
 
 
 @pytest.fixture(scope="session")
