@@ -2,9 +2,14 @@
 
 It reads the body, parses it with orjson (the fastest JSON parser available) and answers an allowed
 AdmissionReview with no patch. ASGI app: ``bench.ceiling:app``.
+
+``/mutate-with-patch`` answers the same, plus the fixed base64 JSON Patch in ``CEILING_PATCH``: what
+kube-apiserver pays to apply and store a mutated object, with no mutation computed.
 """
 
 from __future__ import annotations
+
+import os
 
 import orjson
 from starlette.applications import Starlette
@@ -23,10 +28,24 @@ async def mutate(request: Request) -> Response:
     return Response(orjson.dumps(answer), media_type="application/json")
 
 
+PATCH = os.environ.get("CEILING_PATCH", "")
+
+
+async def mutate_with_patch(request: Request) -> Response:
+    review = orjson.loads(await request.body())
+    response = {"uid": review["request"]["uid"], "allowed": True, "patchType": "JSONPatch", "patch": PATCH}
+    answer = {"apiVersion": review["apiVersion"], "kind": "AdmissionReview", "response": response}
+    return Response(orjson.dumps(answer), media_type="application/json")
+
+
 async def healthz(_: Request) -> Response:
     return Response(b'{"status":"ok"}', media_type="application/json")
 
 
 app = Starlette(
-    routes=[Route("/mutate", mutate, methods=["POST"]), Route("/healthz", healthz, methods=["GET"])]
+    routes=[
+        Route("/mutate", mutate, methods=["POST"]),
+        Route("/mutate-with-patch", mutate_with_patch, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+    ]
 )

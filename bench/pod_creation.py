@@ -27,12 +27,16 @@ from bench.bodies import trial_pod_object
 from bench.client import Connection
 from bench.common import Durations, progress, run_alone
 from bench.procs import HOST, REPO_ROOT
+from service.config import Config
+from webhook.mutate import run as run_mutations
 
 PROFILE_NS = "bench-profile"
 PLAIN_NS = "bench-plain"
 CEILING_NS = "bench-ceiling"
-SIDES = {PLAIN_NS: "without", PROFILE_NS: "with", CEILING_NS: "ceiling"}
-"""No webhook; our webhook; the same webhook configuration pointed at ``bench.ceiling:app``."""
+PATCHED_NS = "bench-ceiling-patch"
+SIDES = {PLAIN_NS: "without", PROFILE_NS: "with", CEILING_NS: "ceiling", PATCHED_NS: "patched"}
+"""No webhook; our webhook; the same webhook configuration pointed at ``bench.ceiling:app``; and at its
+``/mutate-with-patch``, which sends our webhook's patch for this Pod without computing anything."""
 MARKER = b"kubeflow-extension: Katib metrics collector"
 
 
@@ -116,20 +120,30 @@ def setup(plane: Any) -> Any:
     manifests = REPO_ROOT / "webhook" / "manifests"
     webhook = plane.start_webhook()
     plane.apply_project_manifests(manifests, webhook=webhook)
-    ceiling = plane.start_service("ceiling", "bench.ceiling:app", tls=True)
-    (configuration,) = [
-        d
-        for d in plane.localized_manifests(manifests, webhook=ceiling)
-        if d["kind"] == "MutatingWebhookConfiguration"
-    ]
-    configuration["metadata"] = {"name": "kfext-bench-ceiling"}
-    for hook in configuration["webhooks"]:
-        hook["namespaceSelector"] = {"matchLabels": {"kfext-bench": "ceiling"}}
-    documents: list[dict[str, Any]] = [configuration]
+    patch = run_mutations(orjson.loads(pod_body(PATCHED_NS)), "Pod", Config()).ops
+    ceiling = plane.start_service(
+        "ceiling",
+        "bench.ceiling:app",
+        tls=True,
+        env={"CEILING_PATCH": base64.b64encode(orjson.dumps(patch)).decode()},
+    )
+    documents: list[dict[str, Any]] = []
+    for name, path in (("ceiling", "/mutate"), ("patch", "/mutate-with-patch")):
+        (configuration,) = [
+            d
+            for d in plane.localized_manifests(manifests, webhook=ceiling)
+            if d["kind"] == "MutatingWebhookConfiguration"
+        ]
+        configuration["metadata"] = {"name": f"kfext-bench-{name}"}
+        for hook in configuration["webhooks"]:
+            hook["namespaceSelector"] = {"matchLabels": {"kfext-bench": name}}
+            hook["clientConfig"]["url"] = hook["clientConfig"]["url"].replace("/mutate", path)
+        documents.append(configuration)
     namespaces: tuple[tuple[str, dict[str, str]], ...] = (
         (PROFILE_NS, {"app.kubernetes.io/part-of": "kubeflow-profile"}),
         (PLAIN_NS, {}),
         (CEILING_NS, {"kfext-bench": "ceiling"}),
+        (PATCHED_NS, {"kfext-bench": "patch"}),
     )
     for name, labels in namespaces:
         documents.append(
@@ -196,11 +210,14 @@ def run(durations: Durations, work_dir: Path) -> dict[str, Any]:
                 for ns, side in SIDES.items()
             }
             with_hook, without, ceiling = sides["with"], sides["without"], sides["ceiling"]
+            patched = sides["patched"]
             results["clients"][clients] = sides | {
                 "added_p50": with_hook["p50"] - without["p50"],
                 "added_p99": with_hook["p99"] - without["p99"],
                 "ceiling_added_p50": ceiling["p50"] - without["p50"],
                 "ceiling_added_p99": ceiling["p99"] - without["p99"],
+                "patched_added_p50": patched["p50"] - without["p50"],
+                "patched_added_p99": patched["p99"] - without["p99"],
             }
             progress(
                 f"  create pod, {clients:2} clients: p50 {without['p50']:.1f} -> {with_hook['p50']:.1f} ms, "
@@ -220,9 +237,9 @@ def report(result: dict[str, Any]) -> str:
                 clients,
                 r["without"]["count"],
                 f"{r['without']['p50']:.2f} / {r['with']['p50']:.2f} / {r['ceiling']['p50']:.2f}",
-                f"{r['added_p50']:+.2f} / {r['ceiling_added_p50']:+.2f}",
+                f"{r['added_p50']:+.2f} / {r['ceiling_added_p50']:+.2f} / {r['patched_added_p50']:+.2f}",
                 f"{r['without']['p99']:.2f} / {r['with']['p99']:.2f} / {r['ceiling']['p99']:.2f}",
-                f"{r['added_p99']:+.2f} / {r['ceiling_added_p99']:+.2f}",
+                f"{r['added_p99']:+.2f} / {r['ceiling_added_p99']:+.2f} / {r['patched_added_p99']:+.2f}",
                 f"{r['without']['rate']:.0f} / {r['with']['rate']:.0f} / {r['ceiling']['rate']:.0f}",
             ]
         )
@@ -230,9 +247,9 @@ def report(result: dict[str, Any]) -> str:
         "clients",
         "pods per side",
         "p50 ms: none / webhook / ceiling",
-        "added p50: webhook / ceiling",
+        "added p50: webhook / ceiling / ceiling+patch",
         "p99 ms: none / webhook / ceiling",
-        "added p99: webhook / ceiling",
+        "added p99: webhook / ceiling / ceiling+patch",
         "pods/s: none / webhook / ceiling",
     ]
     return stats.table(headers, rows)

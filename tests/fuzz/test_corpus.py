@@ -7,7 +7,7 @@ A case is ``{description, endpoint, body | body_text, check, ...}``:
   no 5xx, expected status);
 - ``headers``: the request's headers exactly, as ``[[name, value], ...]`` (latin-1);
 - ``expect_status``, ``expect_attachments``, ``max_seconds``: further expectations;
-- ``bug``: the product defect the case shows; such a case fails until the defect is fixed.
+- ``fixed``: the product defect the case once showed (kept so that it cannot come back).
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ def test_corpus_case(path: Path, webhook_app: Driver, hooks_app: Driver) -> None
     try:
         _replay(case, webhook_app, hooks_app)
     except AssertionError as error:
-        if "bug" in case:
-            raise AssertionError(f"known product bug: {case['bug']}\n{error}") from None
+        if "fixed" in case:
+            raise AssertionError(f"a fixed defect is back: {case['fixed']}\n{error}") from None
         raise
 
 
