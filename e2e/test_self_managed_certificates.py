@@ -31,6 +31,7 @@ NAMESPACE = "kubeflow-extension"
 ACCOUNT = f"system:serviceaccount:{NAMESPACE}:kubeflow-extension-webhook"
 SECRET = "kubeflow-extension-webhook-certificates"
 PROFILE = "e2e-self-managed"
+REPLICAS = 8
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +85,7 @@ def test_replicas_starting_together_agree_and_the_api_server_trusts_the_result(
     now = datetime.datetime.now(datetime.UTC)
     results: list[Contents] = []
     errors: list[BaseException] = []
-    start = threading.Barrier(4)
+    start = threading.Barrier(REPLICAS)
 
     def replica() -> None:
         core, admission = clients_as_the_webhook(control_plane.kubeconfig)
@@ -94,13 +95,13 @@ def test_replicas_starting_together_agree_and_the_api_server_trusts_the_result(
         except BaseException as error:
             errors.append(error)
 
-    threads = [threading.Thread(target=replica) for _ in range(4)]
+    threads = [threading.Thread(target=replica) for _ in range(REPLICAS)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(60)
     assert errors == []
-    assert len(results) == 4
+    assert len(results) == REPLICAS
     assert all(r == results[0] for r in results)
     stored = kubectl("get", "secret", SECRET, "-n", NAMESPACE)
     assert base64.b64decode(stored["data"]["tls.crt"]) == results[0].serving.cert

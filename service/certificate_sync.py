@@ -85,9 +85,17 @@ def reconcile(
             log.info("webhook certificate secret written", extra={"secret": target.secret})
             current = wanted
         assert current is not None
-        _publish_bundle(admission, target.webhook_configuration, configuration, current.bundle)
+        try:
+            _publish_bundle(admission, target.webhook_configuration, configuration, current.bundle)
+        except ApiException as error:
+            if error.status in (409, 422):
+                continue  # the configuration changed since it was read (another replica): read again
+            raise
         return current
-    raise RuntimeError(f"secret {target.namespace}/{target.secret} kept changing under us")
+    raise RuntimeError(
+        f"secret {target.namespace}/{target.secret} or webhook configuration {target.webhook_configuration} "
+        "kept changing under us"
+    )
 
 
 def _publish_bundle(admission: Any, name: str, configuration: Any, bundle: bytes) -> None:
