@@ -2,7 +2,6 @@
 
 import datetime
 import http.client
-import ipaddress
 import os
 import socket
 import ssl
@@ -11,61 +10,34 @@ import time
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from service import certificates
 from service.serve import TLSRequiredError, build_server
 from service.tls import ReloadingContext
 
 NOW = datetime.datetime.now(datetime.UTC)
-
-
-def pem_key(key):
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
-def certificate(subject, issuer, public_key, signing_key, serial, ca=False):
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
-        .public_key(public_key)
-        .serial_number(serial)
-        .not_valid_before(NOW - datetime.timedelta(minutes=5))
-        .not_valid_after(NOW + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if ca:
-        builder = builder.add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-        )
-    else:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.DNSName("kubeflow-extension-webhook.kubeflow-extension.svc"),
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                ]
-            ),
-            critical=False,
-        )
-    return builder.sign(signing_key, hashes.SHA256())
+DAY = datetime.timedelta(days=1)
 
 
 class Authority:
-    def __init__(self, directory):
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        self.cert = certificate("test CA", "test CA", self.key.public_key(), self.key, 1, ca=True)
-        self.cafile = directory / "ca.crt"
-        self.cafile.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+    """A test CA (service.certificates, the product's own X.509 code) issuing 127.0.0.1 certificates."""
 
-    def issue(self, serial):
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = certificate("webhook", "test CA", key.public_key(), self.key, serial)
-        return cert.public_bytes(serialization.Encoding.PEM), pem_key(key)
+    def __init__(self, directory):
+        self.pair = certificates.new_ca("test CA", NOW, DAY)
+        self.cafile = directory / "ca.crt"
+        self.cafile.write_bytes(self.pair.cert)
+
+    def issue(self):
+        """A new serving pair: (certificate PEM, key PEM, serial number)."""
+        pair = certificates.issue(
+            self.pair,
+            "webhook",
+            NOW,
+            DAY,
+            dns_names=["kubeflow-extension-webhook.kubeflow-extension.svc"],
+            ip_addresses=["127.0.0.1"],
+        )
+        return pair.cert, pair.key, pair.certificate().serial_number
 
 
 def write_atomically(path, data):
@@ -78,7 +50,7 @@ def write_atomically(path, data):
 @pytest.fixture
 def pki(tmp_path):
     authority = Authority(tmp_path)
-    cert, key = authority.issue(serial=1001)
+    cert, key, authority.first_serial = authority.issue()
     certfile, keyfile = tmp_path / "tls.crt", tmp_path / "tls.key"
     certfile.write_bytes(cert)
     keyfile.write_bytes(key)
@@ -144,7 +116,7 @@ def test_webhook_is_served_over_https(pki, https_server):
     status, body = get(https_server, authority, "/healthz")
     assert status == 200
     assert b"ok" in body
-    assert served_serial(https_server, authority) == 1001
+    assert served_serial(https_server, authority) == authority.first_serial
 
 
 @pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
@@ -160,13 +132,13 @@ def test_tls_below_1_2_is_refused(pki, https_server):
 
 def test_a_rotated_certificate_is_served_to_new_connections(pki, https_server):
     authority, certfile, keyfile = pki
-    assert served_serial(https_server, authority) == 1001
-    cert, key = authority.issue(serial=2002)
+    assert served_serial(https_server, authority) == authority.first_serial
+    cert, key, serial = authority.issue()
     # Half-way through a rotation (new certificate, old key) the previous pair is kept.
     write_atomically(certfile, cert)
-    assert served_serial(https_server, authority) == 1001
+    assert served_serial(https_server, authority) == authority.first_serial
     write_atomically(keyfile, key)
-    assert served_serial(https_server, authority) == 2002
+    assert served_serial(https_server, authority) == serial
     assert get(https_server, authority, "/readyz")[0] == 200
 
 
@@ -174,7 +146,7 @@ def test_reload_happens_only_when_the_files_change(pki):
     authority, certfile, keyfile = pki
     context = ReloadingContext(str(certfile), str(keyfile))
     assert context.reload_if_changed() is False
-    cert, key = authority.issue(serial=3003)
+    cert, key, _ = authority.issue()
     write_atomically(keyfile, key)
     write_atomically(certfile, cert)
     assert context.reload_if_changed() is True
