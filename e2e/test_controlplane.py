@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from e2e.controlplane import REPO_ROOT, ControlPlane, Kubectl, LocalService
 from e2e.processes import eventually
+from e2e.stubs import JsonHandler
 
 pytestmark = pytest.mark.e2e
 
@@ -51,13 +51,13 @@ def test_namespace_job_and_namespace_deletion(kubectl: Kubectl) -> None:
     eventually(lambda: kubectl.get("namespace", "smoke") is None, what="namespace smoke to disappear")
 
 
-class _SyncHook(BaseHTTPRequestHandler):
+class _SyncHook(JsonHandler):
     """Answers Metacontroller's sync hook with one ConfigMap in the parent namespace."""
 
     calls: list[dict[str, Any]] = []
 
     def do_POST(self) -> None:
-        request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        request = self.read_json()
         type(self).calls.append(request)
         namespace = request["object"]["metadata"]["name"]
         attachment = {
@@ -66,15 +66,7 @@ class _SyncHook(BaseHTTPRequestHandler):
             "metadata": {"name": "smoke-attachment", "namespace": namespace},
             "data": {"parent": namespace},
         }
-        body = json.dumps({"attachments": [] if request.get("finalizing") else [attachment]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+        self.answer(200, {"attachments": [] if request.get("finalizing") else [attachment]})
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import kubernetes
@@ -28,6 +28,7 @@ import pytest
 from e2e.controlplane import REPO_ROOT, ControlPlane, Kubectl, LocalService, service_environment
 from e2e.manifests import localize_manifests
 from e2e.processes import ManagedProcess, eventually, free_port, wait_until
+from e2e.stubs import JsonHandler
 from e2e.test_hooks import both_children, children, create_profile, header_value
 from e2e.test_webhook import NAMESPACE, admission, container  # noqa: F401 (admission is a fixture)
 from tests.webhook import katib_objects
@@ -331,7 +332,7 @@ def test_sigterm_drains_in_flight_requests(
 # -- 3. the hooks failing never makes Metacontroller delete a child --------------------------------------
 
 
-class _FaultyHooks(BaseHTTPRequestHandler):
+class _FaultyHooks(JsonHandler):
     """Stands in for the hooks: answers 500, or hangs past Metacontroller's timeout, by ``mode``."""
 
     mode = "500"
@@ -339,20 +340,12 @@ class _FaultyHooks(BaseHTTPRequestHandler):
     release = threading.Event()
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.read_json()
         type(self).calls[self.mode] += 1
         if self.mode == "hang":
             self.release.wait(14)  # Metacontroller gives up after 10 s (the shipped `timeout: 10s`)
-        body = b'{"error": "injected fault", "status": 500}'
         with contextlib.suppress(OSError):
-            self.send_response(500)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+            self.answer(500, {"error": "injected fault", "status": 500})
 
 
 def _point_controller_at(control_plane: ControlPlane, kubectl: Kubectl, url: str) -> None:

@@ -11,13 +11,14 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from e2e.controlplane import REPO_ROOT, ControlPlane, Kubectl, KubectlError, LocalService
 from e2e.processes import eventually
+from e2e.stubs import JsonHandler
 from tests.webhook import katib_objects
 from webhook.mutations import collector, kale
 
@@ -177,14 +178,14 @@ def test_other_pods_and_jobs_and_other_namespaces_are_untouched(kubectl: Kubectl
     assert "kubeflow-extension" not in notebook["metadata"]["labels"]
 
 
-class _LateWebhook(BaseHTTPRequestHandler):
+class _LateWebhook(JsonHandler):
     """Runs after ours (its configuration's name sorts later) and undoes our collector wrapping, as a
     webhook that rewrites containers would."""
 
     calls = 0
 
     def do_POST(self) -> None:
-        review = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        review = self.read_json()
         pod = review["request"]["object"]
         patch = []
         for index, c in enumerate(pod["spec"]["containers"]):
@@ -204,15 +205,7 @@ class _LateWebhook(BaseHTTPRequestHandler):
                 "patchType": "JSONPatch",
                 "patch": base64.b64encode(json.dumps(patch).encode()).decode(),
             }
-        body = json.dumps({**review, "response": response}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        self.answer(200, {**review, "response": response})
 
 
 @pytest.fixture
