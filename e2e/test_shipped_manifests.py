@@ -16,6 +16,7 @@ pytestmark = pytest.mark.e2e
 KUSTOMIZATIONS = [
     "metacontroller",
     "metacontroller/legacy-istio",
+    "metacontroller/istio-1.6-1.14",
     "webhook/manifests",
     "webhook/self-managed-certificates",
 ]

@@ -36,7 +36,11 @@ def create_app(config: configuration.Config) -> Starlette:
     async def sync(request: Request) -> Response:
         with metrics.timed("sync"):
             hook = await parsed(request, "sync", parse_sync)
-            attachments = [] if hook.finalizing else desired(hook.namespace, hook.profile, hook.types, config)
+            attachments = (
+                []
+                if hook.finalizing
+                else desired(hook.namespace, hook.profile, hook.types, config, header_form=hook.header_form)
+            )
             answer: dict[str, object] = {"attachments": attachments}
             if hook.finalizing:
                 # Nothing may be created in a terminating namespace; report done once all is gone.

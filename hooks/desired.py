@@ -36,6 +36,19 @@ CURRENT_ISTIO = (ENVOY_FILTER, AttachmentType("security.istio.io/v1beta1", "Auth
 LEGACY_ISTIO = (ENVOY_FILTER, AttachmentType("rbac.istio.io/v1alpha1", "ServiceRoleBinding"))
 """What the legacy-istio overlay declares (Istio 1.3-1.5)."""
 
+HEADER_FORM_ANNOTATION = "kubeflow-extension.kubeflow.org/envoy-header-form"
+"""On the DecoratorController: `append` for the Envoy of Istio < 1.15, `append-action` for later ones."""
+HEADER_FORMS = {"append": True, "append-action": False}
+"""Annotation value -> whether the EnvoyFilter uses the old `append: false` field."""
+
+
+def old_header_form(types: Sequence[AttachmentType], annotation: str | None) -> bool:
+    """Whether the EnvoyFilter must use the field Envoy < 1.23 knows. The annotation decides; without it,
+    the legacy authorization kind implies Istio < 1.6, and AuthorizationPolicy a current Istio."""
+    if annotation is not None:
+        return HEADER_FORMS[annotation]
+    return any(t.kind == "ServiceRoleBinding" for t in types)
+
 
 def supported_types(declared: Sequence[tuple[str, str]]) -> tuple[AttachmentType, ...]:
     """The declared (apiVersion, resource) pairs this hook can build, in a fixed order."""
@@ -64,18 +77,23 @@ def profile_owner(profile: Mapping[str, Any] | None) -> str | None:
 
 
 def desired(
-    namespace: str, profile: Mapping[str, Any] | None, types: Sequence[AttachmentType], config: Config
+    namespace: str,
+    profile: Mapping[str, Any] | None,
+    types: Sequence[AttachmentType],
+    config: Config,
+    *,
+    header_form: str | None = None,
 ) -> list[dict[str, Any]]:
     """Every attachment the namespace should have; an empty list removes them all.
 
     Empty when there is no Profile, the Profile names no usable owner, or the namespace is Kubeflow's
-    own (whose service accounts need no extra grant). The legacy Envoy header form goes with the legacy
-    authorization kind, since both belong to Istio < 1.6.
+    own (whose service accounts need no extra grant). `header_form` is the controller's annotation
+    (see old_header_form).
     """
     owner = profile_owner(profile)
     if owner is None or namespace == config.kubeflow_namespace:
         return []
-    legacy = any(t.kind == "ServiceRoleBinding" for t in types)
+    legacy = old_header_form(types, header_form)
     attachments = []
     for attachment_type in types:
         if attachment_type.kind == "EnvoyFilter":

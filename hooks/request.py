@@ -11,7 +11,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hooks.desired import PROFILE_API_VERSION, AttachmentType, supported_types
+from hooks.desired import (
+    HEADER_FORM_ANNOTATION,
+    HEADER_FORMS,
+    PROFILE_API_VERSION,
+    AttachmentType,
+    supported_types,
+)
 from service.http import ClientError
 
 PROFILE_KEY = "Profile." + PROFILE_API_VERSION
@@ -25,6 +31,8 @@ class SyncRequest:
     types: tuple[AttachmentType, ...]
     observed: int
     """How many attachments Metacontroller reports as existing."""
+    header_form: str | None = None
+    """The controller's envoy-header-form annotation, if it has one."""
 
 
 def _mapping(value: Any, what: str) -> Mapping[str, Any]:
@@ -69,6 +77,19 @@ def _declared_types(body: Mapping[str, Any]) -> tuple[AttachmentType, ...]:
     return types
 
 
+def _header_form(body: Mapping[str, Any]) -> str | None:
+    metadata = _mapping(body["controller"], "`controller`").get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
+    value = annotations.get(HEADER_FORM_ANNOTATION) if isinstance(annotations, Mapping) else None
+    if value is not None and value not in HEADER_FORMS:
+        raise ClientError(
+            422,
+            f"annotation {HEADER_FORM_ANNOTATION}={value!r} on the controller: "
+            f"expected one of {sorted(HEADER_FORMS)}",
+        )
+    return value
+
+
 def _profile(related: Any, namespace: str) -> Mapping[str, Any] | None:
     """The namespace's Profile from `related`; the key must be there, or the customize hook is not wired."""
     related = _mapping(related, "`related`")
@@ -107,6 +128,7 @@ def parse_sync(body: Any) -> SyncRequest:
         types=_declared_types(body),
         profile=_profile(body.get("related"), namespace),
         observed=_observed(body.get("attachments")),
+        header_form=_header_form(body),
     )
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from hooks.desired import CURRENT_ISTIO, LEGACY_ISTIO, desired
+from hooks.desired import CURRENT_ISTIO, HEADER_FORMS, LEGACY_ISTIO, desired
 from service import config as configuration
 from service import logs
 from service.logs import LOG_FORMATS
@@ -46,7 +46,7 @@ def sync_command(args: argparse.Namespace, config: configuration.Config) -> str:
     if profile is not None and profile_name != name:
         raise UsageError(f"{args.profile}: Profile {profile_name!r} does not belong to namespace {name!r}")
     types = LEGACY_ISTIO if args.legacy_istio else CURRENT_ISTIO
-    attachments = desired(name, profile, types, config)
+    attachments = desired(name, profile, types, config, header_form=args.envoy_header_form)
     return yaml.safe_dump_all(attachments, sort_keys=True) if attachments else "# no attachments\n"
 
 
@@ -140,6 +140,11 @@ def parser() -> argparse.ArgumentParser:
     sync.add_argument("--namespace", required=True, help="YAML file of the Namespace")
     sync.add_argument("--profile", help="YAML file of its Profile (omit: no Profile exists)")
     sync.add_argument("--legacy-istio", action="store_true", help="Istio < 1.6: ServiceRoleBinding")
+    sync.add_argument(
+        "--envoy-header-form",
+        choices=sorted(HEADER_FORMS),
+        help="as the controller's annotation: `append` for Istio < 1.15 (default: by Istio era)",
+    )
     sync.set_defaults(run=sync_command)
     return root
 

@@ -38,6 +38,20 @@ def test_decorator_controller_declares_the_types_the_cli_previews(overlay: str, 
     )
 
 
+def test_istio_1_6_to_1_14_overlay_keeps_authorization_policies_with_the_old_header_form() -> None:
+    from hooks.desired import HEADER_FORM_ANNOTATION
+
+    (controller,) = [d for d in render("metacontroller/istio-1.6-1.14") if d["kind"] == "DecoratorController"]
+    rules = controller["spec"]["attachments"]
+    assert supported_types([(r["apiVersion"], r["resource"]) for r in rules]) == supported_types(
+        [
+            (t.api_version, r)
+            for t, r in zip(CURRENT_ISTIO, ("envoyfilters", "authorizationpolicies"), strict=True)
+        ]
+    )
+    assert controller["metadata"]["annotations"][HEADER_FORM_ANNOTATION] == "append"
+
+
 def test_hooks_deployment_is_hardened() -> None:
     objects = render("metacontroller")
     (deployment,) = [d for d in objects if d["kind"] == "Deployment"]

@@ -126,6 +126,15 @@ def test_customize_asks_for_the_profile(client, current_controller) -> None:
     }
 
 
+def test_header_form_annotation_on_the_controller_is_honoured(client, current_controller) -> None:
+    controller = copy.deepcopy(current_controller)
+    controller["metadata"]["annotations"] = {"kubeflow-extension.kubeflow.org/envoy-header-form": "append"}
+    body = sync_request(controller, namespace("alice"), {"alice": profile("alice")})
+    (filter_,) = [a for a in attachments_of(post(client, "/sync", body)) if a["kind"] == "EnvoyFilter"]
+    header = filter_["spec"]["configPatches"][0]["patch"]["value"]["request_headers_to_add"][0]
+    assert header["append"] is False
+
+
 def _bad_requests(controller: dict) -> list[tuple[str, Any, int]]:
     good = sync_request(controller, namespace("alice"), {"alice": profile("alice")})
     no_object = {k: v for k, v in good.items() if k != "object"}
@@ -134,6 +143,10 @@ def _bad_requests(controller: dict) -> list[tuple[str, Any, int]]:
     unsupported = copy.deepcopy(good)
     unsupported["controller"]["spec"]["attachments"] = [{"apiVersion": "v1", "resource": "configmaps"}]
     no_related = {**good, "related": {}}
+    odd_form = copy.deepcopy(good)
+    odd_form["controller"]["metadata"]["annotations"] = {
+        "kubeflow-extension.kubeflow.org/envoy-header-form": "both"
+    }
     return [
         ("/sync", [], 400),
         ("/sync", "text", 400),
@@ -142,6 +155,7 @@ def _bad_requests(controller: dict) -> list[tuple[str, Any, int]]:
         ("/sync", no_name, 400),
         ("/sync", unsupported, 422),
         ("/sync", no_related, 422),
+        ("/sync", odd_form, 422),
         ("/sync", {**good, "finalizing": "yes"}, 400),
         ("/sync", {**good, "controller": None}, 400),
         ("/customize", {"controller": controller}, 400),

@@ -87,3 +87,18 @@ def test_customize_asks_for_the_profile_named_like_the_namespace() -> None:
     assert related_rules("team-b") == [
         {"apiVersion": "kubeflow.org/v1", "resource": "profiles", "names": ["team-b"]}
     ]
+
+
+def _header(attachments: list[dict]) -> dict:
+    (filter_,) = [a for a in attachments if a["kind"] == "EnvoyFilter"]
+    return filter_["spec"]["configPatches"][0]["patch"]["value"]["request_headers_to_add"][0]
+
+
+def test_header_form_annotation_chooses_the_envoy_field_whatever_the_authorization_kind() -> None:
+    old = desired("alice", profile("alice"), CURRENT_ISTIO, CONFIG, header_form="append")
+    assert {a["kind"] for a in old} == {"AuthorizationPolicy", "EnvoyFilter"}
+    assert _header(old)["append"] is False
+    assert "append_action" not in _header(old)
+    new = desired("alice", profile("alice"), LEGACY_ISTIO, CONFIG, header_form="append-action")
+    assert _header(new)["append_action"] == "OVERWRITE_IF_EXISTS_OR_ADD"
+    assert "append" not in _header(new)
