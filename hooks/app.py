@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import TypeVar
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -14,28 +12,18 @@ from starlette.routing import Route
 from hooks.desired import desired, related_rules
 from hooks.request import parse_customize, parse_sync
 from service import config as configuration
-from service.http import EXCEPTION_HANDLERS, ClientError, json_response, probe_routes, read_json
+from service.http import EXCEPTION_HANDLERS, json_response, probe_routes, read_request
 from service.metrics import RequestMetrics
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 
 def create_app(config: configuration.Config) -> Starlette:
     metrics = RequestMetrics("kfext_hook", ("hook", "outcome"))
 
-    async def parsed(request: Request, hook: str, parse: Callable[[object], T]) -> T:
-        """The request read by `parse`; a rejected one is counted before it becomes a 4xx."""
-        try:
-            return parse(await read_json(request))
-        except ClientError:
-            metrics.count(hook, "rejected")
-            raise
-
     async def sync(request: Request) -> Response:
         with metrics.timed("sync"):
-            hook = await parsed(request, "sync", parse_sync)
+            hook = await read_request(request, parse_sync, lambda: metrics.count("sync", "rejected"))
             attachments = (
                 []
                 if hook.finalizing
@@ -59,7 +47,9 @@ def create_app(config: configuration.Config) -> Starlette:
 
     async def customize(request: Request) -> Response:
         with metrics.timed("customize"):
-            namespace = await parsed(request, "customize", parse_customize)
+            namespace = await read_request(
+                request, parse_customize, lambda: metrics.count("customize", "rejected")
+            )
             metrics.count("customize", "ok")
             return json_response({"relatedResources": related_rules(namespace)})
 

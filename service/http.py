@@ -7,8 +7,8 @@ with a JSON body and a log line, so no route builds error responses by hand.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -18,6 +18,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 MAX_BODY_BYTES = 3 * 1024 * 1024
 """The kube-apiserver caps a request body at 3 MiB; nothing legitimate is larger."""
@@ -54,6 +56,16 @@ async def read_json(request: Request, max_bytes: int = MAX_BODY_BYTES) -> Any:
         return orjson.loads(chunks)
     except orjson.JSONDecodeError as error:
         raise ClientError(400, f"body is not valid JSON: {error}") from None
+
+
+async def read_request(request: Request, parse: Callable[[Any], T], rejected: Callable[[], None]) -> T:
+    """The JSON body read by ``parse``; ``rejected`` runs (to count it) before a ClientError goes on to
+    become a 4xx."""
+    try:
+        return parse(await read_json(request))
+    except ClientError:
+        rejected()
+        raise
 
 
 async def client_error_handler(request: Request, error: Exception) -> Response:
@@ -98,6 +110,3 @@ def probe_routes(registry: CollectorRegistry, ready: Callable[[], bool] = lambda
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
-
-
-Handler = Callable[[Request], Awaitable[Response]]

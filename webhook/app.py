@@ -13,7 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from service import config as configuration
-from service.http import EXCEPTION_HANDLERS, ClientError, json_response, probe_routes, read_json
+from service.http import EXCEPTION_HANDLERS, json_response, probe_routes, read_request
 from service.metrics import RequestMetrics
 from webhook import review as admission
 from webhook.mutate import Result, run
@@ -53,11 +53,9 @@ def create_app(config: configuration.Config) -> Starlette:
     metrics = RequestMetrics("kfext_webhook", ("kind", "mutation", "outcome"))
 
     async def mutate(request: Request) -> Response:
-        try:
-            review = admission.parse(await read_json(request))
-        except ClientError:
-            metrics.count("unknown", "none", "rejected")
-            raise
+        review = await read_request(
+            request, admission.parse, lambda: metrics.count("unknown", "none", "rejected")
+        )
         kind = review.kind if review.kind in KINDS else "other"
         with metrics.timed(kind):
             # Only CREATE is registered; a patch to an existing Pod's containers would be refused anyway.
