@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import socket
 import ssl
+import threading
+import time
+from collections.abc import Callable, Sequence
 
 
 class HTTPError(RuntimeError):
@@ -109,3 +112,17 @@ class Connection:
                 return b"".join(chunks)
             chunks.append(self._read_exact(size))
             self._read_line()
+
+
+def run_on_connections(workers: Sequence[Callable[[], None]], connections: Sequence[Connection]) -> float:
+    """Run each worker in its own thread, wait for all, close the connections; the seconds it took."""
+    threads = [threading.Thread(target=worker) for worker in workers]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    for connection in connections:
+        connection.close()
+    return elapsed

@@ -10,6 +10,7 @@ queueing is not hidden), ``connections``, ``duration`` (seconds) and ``max_reque
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import queue
@@ -20,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.client import Connection
+from bench.client import Connection, run_on_connections
 from bench.stats import summary_ms
 
 MAX_DURATION = 900.0
@@ -83,7 +84,7 @@ class Run:
                 ok = self.send(connection, index)
                 self.record(time.perf_counter() - start, ok)
 
-        return self._run_threads(worker, connections)
+        return run_on_connections([functools.partial(worker, c) for c in connections], connections)
 
     def open(self) -> float:
         rate = float(self.spec["rate"])
@@ -117,18 +118,6 @@ class Run:
         for connection in connections:
             connection.close()
         return time.perf_counter() - start
-
-    def _run_threads(self, worker: Any, connections: list[Connection]) -> float:
-        threads = [threading.Thread(target=worker, args=(c,)) for c in connections]
-        start = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        elapsed = time.perf_counter() - start
-        for connection in connections:
-            connection.close()
-        return elapsed
 
     def result(self) -> dict[str, Any]:
         cpu_before = os.times()

@@ -13,6 +13,7 @@ keep-alive connections with the admin client certificate.
 from __future__ import annotations
 
 import base64
+import functools
 import ssl
 import threading
 import time
@@ -24,7 +25,7 @@ import yaml
 
 from bench import stats
 from bench.bodies import trial_pod_object
-from bench.client import Connection
+from bench.client import Connection, run_on_connections
 from bench.common import Durations, progress, run_alone
 from bench.procs import HOST, REPO_ROOT
 from service.config import Config
@@ -98,19 +99,11 @@ class Creator:
             with lock:
                 latencies.extend(mine)
 
-        threads = [
-            threading.Thread(target=client, args=(c, total // clients + (i < total % clients)))
+        workers = [
+            functools.partial(client, c, total // clients + (i < total % clients))
             for i, c in enumerate(connections)
         ]
-        began = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        elapsed = time.perf_counter() - began
-        for connection in connections:
-            connection.close()
-        return latencies, elapsed
+        return latencies, run_on_connections(workers, connections)
 
 
 def setup(plane: Any) -> Any:
