@@ -1,11 +1,18 @@
 import ast
 import dataclasses
+import functools
+import http.client
 import re
+import shutil
+import socket
 import subprocess
 import textwrap
+from pathlib import Path
 
 import jsonpatch
+import kubernetes.client.exceptions
 import pytest
+import urllib3.exceptions
 from katib_objects import kale_command, katib_wrapped, kubelet_expand, trial_pod
 
 from service.config import Config
@@ -18,9 +25,16 @@ SPENT = dataclasses.replace(Config(), kale_retry_seconds=1, kale_retry_max_delay
 KFPUTILS = """
 import os
 calls = []
+class ApiException(Exception):
+    # The shape of kfp_server_api's and kubernetes' ApiException: status and reason as attributes.
+    def __init__(self, status, reason):
+        self.status, self.reason = status, reason
 def get_run(run_id, host=None):
     calls.append(run_id)
     if len(calls) <= int(os.environ.get("STUB_FAILURES", "0")):
+        status = int(os.environ.get("STUB_STATUS", "0"))
+        if status:
+            raise ApiException(status, os.environ["STUB_REASON"])
         raise ConnectionError("ml-pipeline unreachable, call %d" % len(calls))
     return {"status": "Succeeded"}
 def _wait_kfp_run(run_id):
@@ -80,8 +94,10 @@ def python_program(line):
     return re.search(r'-c "([^"]*)"', line).group(1)
 
 
-def run_line(line, site, tmp_path, failures):
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(site), "STUB_FAILURES": str(failures)}
+def run_line(line, site, tmp_path, failures, status=None, reason="", path="/usr/bin:/bin"):
+    env = {"PATH": path, "PYTHONPATH": str(site), "STUB_FAILURES": str(failures)}
+    if status is not None:
+        env |= {"STUB_STATUS": str(status), "STUB_REASON": reason}
     return subprocess.run(
         ["sh", "-c", kubelet_expand(line, {})],
         cwd=tmp_path,
@@ -129,6 +145,115 @@ def test_patched_trial_survives_transient_failures(kale, stub_kale, tmp_path):
     assert "status=Succeeded calls=3" in log
     assert log.count("get_run failed (ConnectionError") == 2
     assert [p.read_text().strip() for p in tmp_path.glob("*.pid")] == ["completed"]
+
+
+@pytest.mark.parametrize(("status", "reason"), [(503, "Service Unavailable"), (429, "Too Many Requests")])
+def test_patched_trial_retries_passing_http_errors_and_logs_their_status(status, reason, stub_kale, tmp_path):
+    after, _ = patched(kale_pod("0.7", log_dir=str(tmp_path)), FAST)
+    completed = run_line(shell_line(main_container(after)), stub_kale, tmp_path, 2, status, reason)
+    log = (tmp_path / "metrics.log").read_text()
+    assert completed.returncode == 0, log
+    assert "status=Succeeded calls=3" in log
+    assert log.count(f"get_run failed (ApiException: HTTP {status} {reason}), retry") == 2
+    assert "ApiException()" not in log
+
+
+PERMANENT = [(404, "Not Found"), (401, "Unauthorized"), (403, "Forbidden")]
+
+
+@pytest.mark.parametrize(("status", "reason"), PERMANENT)
+def test_patched_trial_fails_at_once_on_a_permanent_http_error(status, reason, stub_kale, tmp_path):
+    after, _ = patched(kale_pod("0.7", log_dir=str(tmp_path)), CONFIG)  # a 900 s budget, if it retried
+    completed = run_line(shell_line(main_container(after)), stub_kale, tmp_path, 1000, status, reason)
+    log = (tmp_path / "metrics.log").read_text()
+    assert completed.returncode != 0
+    assert f"get_run failed (ApiException: HTTP {status} {reason}), not retried" in log
+    assert "), retry " not in log
+    assert "calls=" not in log
+    assert log.count("Traceback") == 1
+    assert not list(tmp_path.glob("*.pid"))
+
+
+@functools.cache
+def python36():
+    """A CPython 3.6 (the trial images' version) if this machine has one: on PATH or from pyenv."""
+    pyenv = sorted((Path.home() / ".pyenv" / "versions").glob("3.6.*/bin/python3.6"))
+    for found in [*map(str, pyenv), shutil.which("python3.6")]:
+        try:
+            probe = [found, "-c", "import sys; print(sys.version_info[:2])"]
+            version = subprocess.run(probe, capture_output=True)
+        except (OSError, TypeError):
+            continue
+        if version.stdout.strip() == b"(3, 6)":
+            return found
+    return None
+
+
+@pytest.mark.skipif(python36() is None, reason="no CPython 3.6 on this machine")
+@pytest.mark.parametrize("kale", ["0.6", "0.7"])
+def test_patched_trial_runs_under_python_3_6(kale, stub_kale, tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").symlink_to(python36())
+    after, _ = patched(kale_pod(kale, log_dir=str(tmp_path)), FAST)
+    line = shell_line(main_container(after))
+    path = f"{bin_dir}:/usr/bin:/bin"
+    completed = run_line(line, stub_kale, tmp_path, 2, 503, "Service Unavailable", path=path)
+    log = (tmp_path / "metrics.log").read_text()
+    assert completed.returncode == 0, log
+    assert "status=Succeeded calls=3" in log
+    assert log.count("HTTP 503 Service Unavailable), retry") == 2
+    (tmp_path / "metrics.log").unlink()
+    completed = run_line(line, stub_kale, tmp_path, 1, 404, "Not Found", path=path)
+    assert completed.returncode != 0
+    assert "HTTP 404 Not Found), not retried" in (tmp_path / "metrics.log").read_text()
+
+
+def retry_functions():
+    """The inserted program's functions, without its last lines (which rebind Kale's module)."""
+    program = retry_program("kale.common.kfputils", 900, 60)
+    namespace = {}
+    exec(program[: program.index("import kale.common.kfputils as")], namespace)
+    return namespace
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (ConnectionRefusedError(111, "Connection refused"), True),
+        (ConnectionResetError(104, "Connection reset by peer"), True),
+        (http.client.RemoteDisconnected("Remote end closed connection without response"), True),
+        (TimeoutError("timed out"), True),
+        (socket.timeout("timed out"), True),  # noqa: UP041  (its own class on Python 3.6)
+        (urllib3.exceptions.MaxRetryError(None, "/apis/v1beta1/runs/r", None), True),
+        (urllib3.exceptions.ProtocolError("Connection aborted."), True),
+        (urllib3.exceptions.ReadTimeoutError(None, "/apis/v1beta1/runs/r", "Read timed out."), True),
+        (urllib3.exceptions.NewConnectionError(None, "Failed to establish a new connection"), True),
+        (kubernetes.client.exceptions.ApiException(status=503, reason="Service Unavailable"), True),
+        (kubernetes.client.exceptions.ApiException(status=502, reason="Bad Gateway"), True),
+        (kubernetes.client.exceptions.ApiException(status=429, reason="Too Many Requests"), True),
+        (kubernetes.client.exceptions.ApiException(status=0, reason="SSLError"), True),
+        (kubernetes.client.exceptions.ApiException(status=404, reason="Not Found"), False),
+        (kubernetes.client.exceptions.ApiException(status=401, reason="Unauthorized"), False),
+        (kubernetes.client.exceptions.ApiException(status=403, reason="Forbidden"), False),
+        (kubernetes.client.exceptions.ApiException(status=400, reason="Bad Request"), False),
+        (FileNotFoundError(2, "No such file or directory"), False),
+        (ValueError("bad run id"), False),
+        (AttributeError("'NoneType' object has no attribute 'run'"), False),
+        (urllib3.exceptions.LocationParseError("http://[::1"), False),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, BaseException) else str(value),
+)
+def test_only_transient_errors_are_retried(error, transient):
+    assert retry_functions()["_kfx_transient"](error) is transient
+
+
+def test_retry_log_names_the_http_status_and_reason():
+    describe = retry_functions()["_kfx_describe"]
+    error = kubernetes.client.exceptions.ApiException(status=503, reason="Service Unavailable")
+    assert describe(error) == "ApiException: HTTP 503 Service Unavailable"
+    assert describe(ConnectionRefusedError(111, "Connection refused")).startswith("ConnectionRefusedError: ")
+    assert len(describe(ValueError("x" * 1000))) == 300
 
 
 @pytest.mark.parametrize("kale", ["0.6", "0.7"])

@@ -32,7 +32,29 @@ The options are bounded so that a hostile string cannot make the search quadrati
 FORBIDDEN = frozenset('"`$\\')
 
 _RETRY = """{marker}
-import sys as _kfx_sys, time as _kfx_time, random as _kfx_random
+import sys as _kfx_sys, time as _kfx_time, random as _kfx_random, socket as _kfx_socket
+_kfx_network_errors = frozenset((
+    'urllib3.exceptions.MaxRetryError', 'urllib3.exceptions.ProtocolError',
+    'urllib3.exceptions.TimeoutError', 'urllib3.exceptions.NewConnectionError',
+    'requests.exceptions.ConnectionError', 'requests.exceptions.Timeout',
+    'http.client.IncompleteRead'))
+def _kfx_status(error):
+    status = getattr(error, 'status', None)
+    return status if isinstance(status, int) and not isinstance(status, bool) else None
+def _kfx_transient(error):
+    status = _kfx_status(error)
+    if status:
+        return status >= 500 or status in (408, 429)
+    if status == 0 or isinstance(error, (ConnectionError, TimeoutError, _kfx_socket.timeout)):
+        return True
+    names = set(cls.__module__ + '.' + cls.__name__ for cls in type(error).__mro__)
+    return bool(names & _kfx_network_errors)
+def _kfx_describe(error):
+    status = _kfx_status(error)
+    if status:
+        reason = str(getattr(error, 'reason', '') or '').strip()
+        return ('%s: HTTP %d %s' % (type(error).__name__, status, reason)).strip()
+    return ('%s: %s' % (type(error).__name__, error))[:300]
 def _kfx_retrying(get_run):
     if getattr(get_run, '_kfx_retrying', False):
         return get_run
@@ -43,15 +65,19 @@ def _kfx_retrying(get_run):
             try:
                 return get_run(*args, **kwargs)
             except Exception as error:
+                if not _kfx_transient(error):
+                    print('kubeflow-extension: get_run failed (%s), not retried'
+                          % _kfx_describe(error), file=_kfx_sys.stderr, flush=True)
+                    raise
                 attempt += 1
                 left = deadline - _kfx_time.monotonic()
                 if left <= 0:
-                    print('kubeflow-extension: get_run failed %d times in {budget} s, giving up: %r'
-                          % (attempt, error), file=_kfx_sys.stderr, flush=True)
+                    print('kubeflow-extension: get_run failed %d times in {budget} s, giving up: %s'
+                          % (attempt, _kfx_describe(error)), file=_kfx_sys.stderr, flush=True)
                     raise
                 pause = min(left, min({max_delay}, 2 ** min(attempt, 16)) * _kfx_random.uniform(0.5, 1))
-                print('kubeflow-extension: get_run failed (%r), retry %d in %.1f s'
-                      % (error, attempt, pause), file=_kfx_sys.stderr, flush=True)
+                print('kubeflow-extension: get_run failed (%s), retry %d in %.1f s'
+                      % (_kfx_describe(error), attempt, pause), file=_kfx_sys.stderr, flush=True)
                 _kfx_time.sleep(pause)
     retrying_get_run._kfx_retrying = True
     return retrying_get_run
@@ -62,8 +88,12 @@ _REBIND = "import {module} as _kfx_module\n_kfx_module.get_run = _kfx_retrying(_
 def retry_program(hook_module: str, budget_seconds: int, max_delay_seconds: int) -> str:
     """The program inserted before the import of ``create_and_wait_kfp_run`` from ``hook_module``.
 
-    Each ``get_run`` call retries for up to the budget, with exponential pauses (2 s, 4 s, … capped at
-    the maximum delay) and jitter so that many trials do not hammer a recovering ml-pipeline together.
+    Each ``get_run`` call retries what a recovering ml-pipeline or mesh can cure (no connection, a dropped
+    or timed-out one, HTTP 5xx, 408 and 429) for up to the budget, with exponential pauses (2 s, 4 s, …
+    capped at the maximum delay) and jitter so that many trials do not hammer ml-pipeline together.
+    Anything else (a 404 or 401, a bug) is re-raised at once: retrying it only delays the trial's failure.
+    Errors are told apart by class name and by the ``status`` that the kfp and kubernetes clients'
+    ``ApiException`` carries, so the program imports nothing the trial image might lack.
     """
     module = "kfputils" if hook_module == "kfputils" else "kale.common.kfputils"
     program = _RETRY.format(marker=MARKER, budget=budget_seconds, max_delay=max_delay_seconds)
