@@ -9,10 +9,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from hooks.desired import desired, related_rules
+from hooks.desired import desired, profile_owner, related_rules, served
+from hooks.identity import namespace_annotations, resolve
 from hooks.request import parse_customize, parse_sync
 from service import config as configuration
-from service.http import EXCEPTION_HANDLERS, json_response, probe_routes, read_request
+from service.http import EXCEPTION_HANDLERS, ClientError, json_response, probe_routes, read_request
 from service.metrics import RequestMetrics
 
 log = logging.getLogger(__name__)
@@ -24,15 +25,37 @@ def create_app(config: configuration.Config) -> Starlette:
     async def sync(request: Request) -> Response:
         with metrics.timed("sync"):
             hook = await read_request(request, parse_sync, lambda: metrics.count("sync", "rejected"))
-            attachments = (
-                []
-                if hook.finalizing
-                else desired(hook.namespace, hook.profile, hook.types, config, header_form=hook.header_form)
-            )
+            identity = resolve(config, hook.identity_override)
+            try:
+                attachments = (
+                    []
+                    if hook.finalizing
+                    else desired(
+                        hook.namespace,
+                        hook.profile,
+                        hook.types,
+                        config,
+                        header_form=hook.header_form,
+                        identity=identity,
+                        on_ambient=hook.on_ambient,
+                    )
+                )
+            except ClientError:
+                metrics.count("sync", "rejected")
+                raise
             answer: dict[str, object] = {"attachments": attachments}
             if hook.finalizing:
                 # Nothing may be created in a terminating namespace; report done once all is gone.
                 answer["finalized"] = hook.observed == 0
+            else:
+                annotations = namespace_annotations(
+                    identity,
+                    hook.on_ambient,
+                    hook.notice,
+                    served=served(hook.namespace, profile_owner(hook.profile), config),
+                )
+                if annotations is not None:
+                    answer["annotations"] = annotations
             metrics.count("sync", "ok")
             log.info(
                 "sync",
@@ -41,6 +64,7 @@ def create_app(config: configuration.Config) -> Starlette:
                     "profile": hook.profile is not None,
                     "observed": hook.observed,
                     "desired": len(attachments),
+                    "identity_mode": identity.mode,
                 },
             )
             return json_response(answer)

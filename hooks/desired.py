@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hooks import istio
+from hooks.identity import Identity, check_supported, resolve
 from service.config import Config
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,12 @@ def profile_owner(profile: Mapping[str, Any] | None) -> str | None:
     return name
 
 
+def served(namespace: str, owner: str | None, config: Config) -> bool:
+    """Whether the namespace gets access at all: it has an owner and is not Kubeflow's own namespace
+    (whose service accounts need no extra grant)."""
+    return owner is not None and namespace != config.kubeflow_namespace
+
+
 def desired(
     namespace: str,
     profile: Mapping[str, Any] | None,
@@ -83,26 +90,39 @@ def desired(
     config: Config,
     *,
     header_form: str | None = None,
+    identity: Identity | None = None,
+    on_ambient: bool = False,
 ) -> list[dict[str, Any]]:
     """Every attachment the namespace should have; an empty list removes them all.
 
     Empty when there is no Profile, the Profile names no usable owner, or the namespace is Kubeflow's
     own (whose service accounts need no extra grant). `header_form` is the controller's annotation
-    (see old_header_form).
+    (see old_header_form). `identity` defaults to the configuration's mode. No EnvoyFilter in token
+    mode, nor on Istio ambient (`on_ambient`), where no sidecar would apply it.
     """
     owner = profile_owner(profile)
-    if owner is None or namespace == config.kubeflow_namespace:
+    if owner is None or not served(namespace, owner, config):
         return []
+    identity = identity or resolve(config, None)
+    check_supported(identity, [t.kind for t in types])
     legacy = old_header_form(types, header_form)
     attachments = []
     for attachment_type in types:
         if attachment_type.kind == "EnvoyFilter":
-            attachments.append(
-                istio.envoy_filter(attachment_type.api_version, namespace, owner, config, legacy=legacy)
-            )
+            if identity.header and not on_ambient:
+                attachments.append(
+                    istio.envoy_filter(attachment_type.api_version, namespace, owner, config, legacy=legacy)
+                )
         elif attachment_type.kind == "AuthorizationPolicy":
             attachments.append(
-                istio.authorization_policy(attachment_type.api_version, namespace, owner, config)
+                istio.authorization_policy(
+                    attachment_type.api_version,
+                    namespace,
+                    owner,
+                    config,
+                    header=identity.header,
+                    token=identity.token,
+                )
             )
         else:
             attachments.append(

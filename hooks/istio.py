@@ -30,12 +30,38 @@ def _metadata(name: str, namespace: str, user_namespace: str) -> Object:
     }
 
 
-def authorization_policy(api_version: str, namespace: str, owner: str, config: Config) -> Object:
-    """Lets the namespace's service account reach ml-pipeline only with the owner's identity header.
+def authorization_policy(
+    api_version: str, namespace: str, owner: str, config: Config, *, header: bool = True, token: bool = False
+) -> Object:
+    """Lets the namespace's service account reach ml-pipeline: with the owner's identity header (`header`),
+    and/or with a bearer token and no identity header at all (`token`); both rules in `both` mode.
 
-    The `when` condition is what makes the header unspoofable from this namespace: a workload that sends
-    another user's id fails the policy, and the EnvoyFilter overwrites whatever the workload sent.
+    The header rule's `when` is what makes the header unspoofable from this namespace: a workload that sends
+    another user's id fails the policy, and the EnvoyFilter overwrites whatever the workload sent. The token
+    rule forbids the header outright, so a namespace in token mode cannot act as anyone by header, and
+    KFP (which tries the header before the token) must authenticate it by its token.
     """
+    rules = []
+    if header:
+        rules.append(
+            {
+                "from": [{"source": {"principals": [config.principal(namespace)]}}],
+                "when": [
+                    {"key": f"request.headers[{config.userid_header}]", "values": [config.userid(owner)]}
+                ],
+            }
+        )
+    if token:
+        rules.append(
+            {
+                "from": [{"source": {"principals": [config.principal(namespace)]}}],
+                "when": [
+                    # "*" is Istio's presence match; as notValues it admits only a request without the header.
+                    {"key": "request.headers[authorization]", "values": ["*"]},
+                    {"key": f"request.headers[{config.userid_header}]", "notValues": ["*"]},
+                ],
+            }
+        )
     return {
         "apiVersion": api_version,
         "kind": "AuthorizationPolicy",
@@ -43,17 +69,7 @@ def authorization_policy(api_version: str, namespace: str, owner: str, config: C
         "spec": {
             "action": "ALLOW",
             "selector": {"matchLabels": {"app": config.ml_pipeline_service}},
-            "rules": [
-                {
-                    "from": [{"source": {"principals": [config.principal(namespace)]}}],
-                    "when": [
-                        {
-                            "key": f"request.headers[{config.userid_header}]",
-                            "values": [config.userid(owner)],
-                        }
-                    ],
-                }
-            ],
+            "rules": rules,
         },
     }
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from hooks import identity
 from hooks.desired import (
     HEADER_FORM_ANNOTATION,
     HEADER_FORMS,
@@ -33,6 +34,12 @@ class SyncRequest:
     """How many attachments Metacontroller reports as existing."""
     header_form: str | None = None
     """The controller's envoy-header-form annotation, if it has one."""
+    identity_override: tuple[str, str] | None = None
+    """(mode, source) chosen by a Namespace or Profile annotation, if any."""
+    on_ambient: bool = False
+    """Whether the Namespace is on Istio ambient (no sidecars)."""
+    notice: Any = None
+    """The Namespace's current identity-notice annotation."""
 
 
 def _mapping(value: Any, what: str) -> Mapping[str, Any]:
@@ -122,13 +129,18 @@ def parse_sync(body: Any) -> SyncRequest:
     finalizing = body.get("finalizing", False)
     if not isinstance(finalizing, bool):
         raise ClientError(400, "`finalizing` must be a boolean")
+    parent = body["object"]
+    profile = _profile(body.get("related"), namespace)
     return SyncRequest(
         namespace=namespace,
         finalizing=finalizing,
         types=_declared_types(body),
-        profile=_profile(body.get("related"), namespace),
+        profile=profile,
         observed=_observed(body.get("attachments")),
         header_form=_header_form(body),
+        identity_override=None if finalizing else identity.override(parent, profile),
+        on_ambient=identity.ambient(parent),
+        notice=identity.annotation(parent, identity.NOTICE_ANNOTATION),
     )
 
 

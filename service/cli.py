@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -11,9 +12,12 @@ from typing import Any
 
 import yaml
 
+from hooks import identity
 from hooks.desired import CURRENT_ISTIO, HEADER_FORMS, LEGACY_ISTIO, desired
 from service import config as configuration
 from service import logs
+from service.config import IDENTITY_MODES
+from service.http import ClientError
 from service.logs import LOG_FORMATS
 from service.serve import TLSRequiredError, serve
 
@@ -46,7 +50,24 @@ def sync_command(args: argparse.Namespace, config: configuration.Config) -> str:
     if profile is not None and profile_name != name:
         raise UsageError(f"{args.profile}: Profile {profile_name!r} does not belong to namespace {name!r}")
     types = LEGACY_ISTIO if args.legacy_istio else CURRENT_ISTIO
-    attachments = desired(name, profile, types, config, header_form=args.envoy_header_form)
+    try:
+        chosen = identity.resolve(config, identity.override(namespace, profile))
+        on_ambient = identity.ambient(namespace)
+        attachments = desired(
+            name,
+            profile,
+            types,
+            config,
+            header_form=args.envoy_header_form,
+            identity=chosen,
+            on_ambient=on_ambient,
+        )
+    except ClientError as error:
+        raise UsageError(error.message) from None
+    print(f"identity mode: {chosen.mode} (from the {chosen.source})", file=sys.stderr)
+    notice = identity.namespace_annotations(chosen, on_ambient, None, served=bool(attachments))
+    for key, value in (notice or {}).items():
+        print(f"namespace annotation {key}: {value}", file=sys.stderr)
     return yaml.safe_dump_all(attachments, sort_keys=True) if attachments else "# no attachments\n"
 
 
@@ -55,6 +76,7 @@ def mutate_command(args: argparse.Namespace, config: configuration.Config) -> st
     from webhook.mutate import mutate_object
 
     mutated, patch, warnings = mutate_object(_load_yaml(args.file, "Pod", "Job"), config)
+    print(f"identity mode: {config.identity_mode} (from the configuration)", file=sys.stderr)
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if args.patch:
@@ -108,6 +130,9 @@ def serve_command(args: argparse.Namespace, config: configuration.Config) -> str
     return ""
 
 
+IDENTITY_HELP = "instead of the configuration's identity_mode (a namespace or profile annotation still wins)"
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="kubeflow-extension", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
@@ -135,6 +160,7 @@ def parser() -> argparse.ArgumentParser:
     mutate = commands.add_parser("mutate", help="print what the webhook would do to a Pod or Job")
     mutate.add_argument("-f", "--file", required=True, help="YAML file of a Pod or Job ('-': stdin)")
     mutate.add_argument("--patch", action="store_true", help="print the JSON Patch instead of the object")
+    mutate.add_argument("--identity-mode", choices=IDENTITY_MODES, help=IDENTITY_HELP)
     mutate.set_defaults(run=mutate_command)
     sync = commands.add_parser("sync", help="print the Istio objects the hooks would create for a namespace")
     sync.add_argument("--namespace", required=True, help="YAML file of the Namespace")
@@ -145,6 +171,7 @@ def parser() -> argparse.ArgumentParser:
         choices=sorted(HEADER_FORMS),
         help="as the controller's annotation: `append` for Istio < 1.15 (default: by Istio era)",
     )
+    sync.add_argument("--identity-mode", choices=IDENTITY_MODES, help=IDENTITY_HELP)
     sync.set_defaults(run=sync_command)
     return root
 
@@ -153,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         config = configuration.load()
+        if getattr(args, "identity_mode", None):
+            config = dataclasses.replace(config, identity_mode=args.identity_mode)
         sys.stdout.write(args.run(args, config))
     except (UsageError, configuration.ConfigError, TLSRequiredError) as error:
         print(f"kubeflow-extension {args.command}: {error}", file=sys.stderr)

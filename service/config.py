@@ -24,6 +24,12 @@ CONFIG_FILE_ENV = "KFEXT_CONFIG_FILE"
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 HTTP_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9a-z-]+$")
+ENV_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+IDENTITY_MODES = ("header", "token", "both")
+"""header: the EnvoyFilter sets the owner's header (KFP 1.1-1.6, sidecars). token: a projected
+ServiceAccount token (KFP >= 1.7, any data plane). both: the two at once, for a migration."""
+MIN_TOKEN_EXPIRATION_SECONDS = 600
+"""The shortest projected token lifetime the API server accepts."""
 
 
 class ConfigError(ValueError):
@@ -64,6 +70,20 @@ class Config:
         }
     )
     """Collector image name (last path element, without tag) -> its ENTRYPOINT; Katib sets only args."""
+    identity_mode: str = "header"
+    """How workloads prove who they are to ml-pipeline: ``header``, ``token`` or ``both``."""
+    token_audience: str = "pipelines.kubeflow.org"  # noqa: S105
+    """Audience of the projected token (KFP's TOKEN_REVIEW_AUDIENCE)."""
+    token_expiration_seconds: int = 7200
+    """Requested lifetime of the projected token; the kubelet refreshes it well before."""
+    token_directory: str = "/var/run/secrets/kubeflow/pipelines"  # noqa: S105
+    """Where the token volume is mounted, read-only, in every container."""
+    token_file: str = "token"  # noqa: S105
+    """File name of the token inside token_directory."""
+    token_volume: str = "volume-kf-pipeline-token"  # noqa: S105
+    """Volume name; the one of Kubeflow's ``access-ml-pipeline`` PodDefault, so its mount is recognised."""
+    token_path_env: str = "KF_PIPELINES_SA_TOKEN_PATH"  # noqa: S105
+    """Environment variable the KFP SDK (>= 1.7) reads the token's path from."""
 
     @property
     def ml_pipeline_host(self) -> str:
@@ -77,6 +97,11 @@ class Config:
     def userid(self, owner: str) -> str:
         """The identity header value ml-pipeline expects for a profile owner."""
         return f"{self.userid_prefix}{owner}"
+
+    @property
+    def token_path(self) -> str:
+        """The token file as a container sees it."""
+        return f"{self.token_directory.rstrip('/')}/{self.token_file}"
 
     def validate(self) -> Config:
         """Raise ConfigError on the first bad value; return self so it can be chained."""
@@ -100,7 +125,30 @@ class Config:
         for image, entrypoint in self.collector_entrypoints.items():
             if not image or not entrypoint or not all(isinstance(a, str) and a for a in entrypoint):
                 raise ConfigError(f"collector_entrypoints: {image!r} needs a non-empty list of strings")
+        self._validate_identity()
         return self
+
+    def _validate_identity(self) -> None:
+        if self.identity_mode not in IDENTITY_MODES:
+            raise ConfigError(
+                f"identity_mode: {self.identity_mode!r} is not one of {', '.join(IDENTITY_MODES)}"
+            )
+        if not self.token_audience or any(c.isspace() or ord(c) < 0x20 for c in self.token_audience):
+            raise ConfigError(f"token_audience: {self.token_audience!r} must be non-empty without spaces")
+        if not MIN_TOKEN_EXPIRATION_SECONDS <= self.token_expiration_seconds <= 2**32:
+            raise ConfigError(
+                f"token_expiration_seconds: {self.token_expiration_seconds} is not between "
+                f"{MIN_TOKEN_EXPIRATION_SECONDS} and {2**32} (the API server's bounds)"
+            )
+        directory = self.token_directory
+        if not directory.startswith("/") or ":" in directory or ".." in directory.split("/"):
+            raise ConfigError(f"token_directory: {directory!r} is not an absolute path without '..' or ':'")
+        if self.token_file in ("", ".", "..") or "/" in self.token_file:
+            raise ConfigError(f"token_file: {self.token_file!r} is not a file name")
+        if not DNS_LABEL.match(self.token_volume):
+            raise ConfigError(f"token_volume: {self.token_volume!r} is not a DNS label")
+        if not ENV_VAR_NAME.match(self.token_path_env):
+            raise ConfigError(f"token_path_env: {self.token_path_env!r} is not an environment variable name")
 
 
 def _coerce(name: str, raw: Any, default: Any) -> Any:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 from service.config import Config
-from webhook.mutations import MutationFunction, collector, kale, notebook, trial_job
+from webhook.mutations import MutationFunction, collector, kale, notebook, token, trial_job
 from webhook.patch import Op, ShapeError, apply
 
 MUTATIONS: Mapping[str, tuple[tuple[str, MutationFunction], ...]] = {
@@ -20,6 +20,19 @@ MUTATIONS: Mapping[str, tuple[tuple[str, MutationFunction], ...]] = {
     "Job": (("trial_job", trial_job.mutate),),
 }
 """By object kind; the names label metrics and warnings."""
+TOKEN_MUTATIONS: Mapping[str, tuple[str, MutationFunction]] = {
+    "Pod": ("token", token.mutate_pod),
+    "Job": ("token", token.mutate_job),
+}
+"""Run last, and only in token or both identity mode: header mode's outcomes stay as they were."""
+
+
+def mutations(kind: str, config: Config) -> tuple[tuple[str, MutationFunction], ...]:
+    chosen = MUTATIONS.get(kind, ())
+    if config.identity_mode != "header" and kind in TOKEN_MUTATIONS:
+        chosen = (*chosen, TOKEN_MUTATIONS[kind])
+    return chosen
+
 
 Status = Literal["patched", "unchanged", "malformed", "error"]
 
@@ -49,7 +62,7 @@ def run(obj: dict[str, Any], kind: str, config: Config) -> Result:
     ops: list[Op] = []
     warnings: list[str] = []
     outcomes: list[Outcome] = []
-    for name, function in MUTATIONS.get(kind, ()):
+    for name, function in mutations(kind, config):
         try:
             mutation = function(current, config)
             if mutation.ops:

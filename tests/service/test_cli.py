@@ -119,3 +119,26 @@ def test_the_image_entry_point_serves_the_hooks_and_stops_gracefully_on_sigterm(
     assert process.returncode in (0, -signal.SIGTERM), stderr
     assert "Finished server process" in stderr
     assert all(line.startswith("{") for line in stderr.splitlines()), "every log line is JSON"
+
+
+def test_sync_and_mutate_show_the_identity_mode() -> None:
+    example = ("sync", "--namespace", "examples/namespace.yaml", "--profile", "examples/profile.yaml")
+    assert "identity mode: header (from the configuration)" in run(*example).stderr
+    result = run(*example, "--identity-mode", "token")
+    assert result.returncode == 0, result.stderr
+    assert "identity mode: token (from the configuration)" in result.stderr
+    assert [d["kind"] for d in yaml.safe_load_all(result.stdout)] == ["AuthorizationPolicy"]
+    result = run("mutate", "-f", "examples/katib-trial-job.yaml", "--identity-mode", "both")
+    assert result.returncode == 0, result.stderr
+    assert "identity mode: both" in result.stderr
+    template = yaml.safe_load(result.stdout)["spec"]["template"]["spec"]
+    assert template["volumes"][-1]["name"] == "volume-kf-pipeline-token"
+
+
+def test_sync_names_a_bad_mode_annotation(tmp_path: Path) -> None:
+    namespace = yaml.safe_load((ROOT / "examples/namespace.yaml").read_text())
+    namespace["metadata"].setdefault("annotations", {})["kubeflow-extension.kubeflow.org/identity-mode"] = "x"
+    file = tmp_path / "ns.yaml"
+    file.write_text(yaml.safe_dump(namespace))
+    result = run("sync", "--namespace", str(file), "--profile", "examples/profile.yaml")
+    assert result.returncode == 2 and "identity-mode='x'" in result.stderr

@@ -66,3 +66,30 @@ def test_bad_file_is_reported(tmp_path: Path) -> None:
 def test_shipped_config_file_is_valid_and_means_the_defaults() -> None:
     shipped = Path(__file__).resolve().parents[2] / "metacontroller" / "base" / "config.yaml"
     assert load({"KFEXT_CONFIG_FILE": str(shipped)}) == Config()
+
+
+def test_identity_defaults_are_what_kubeflow_documents() -> None:
+    config = load({})
+    assert config.identity_mode == "header"
+    assert config.token_audience == "pipelines.kubeflow.org"
+    assert config.token_expiration_seconds == 7200
+    assert config.token_path == "/var/run/secrets/kubeflow/pipelines/token"
+    assert config.token_path_env == "KF_PIPELINES_SA_TOKEN_PATH"
+
+
+@pytest.mark.parametrize(
+    ("environ", "name"),
+    [
+        ({"KFEXT_IDENTITY_MODE": "jwt"}, "identity_mode"),
+        ({"KFEXT_TOKEN_EXPIRATION_SECONDS": "599"}, "token_expiration_seconds"),
+        ({"KFEXT_TOKEN_DIRECTORY": "var/run"}, "token_directory"),
+        ({"KFEXT_TOKEN_DIRECTORY": "/var/../etc"}, "token_directory"),
+        ({"KFEXT_TOKEN_FILE": "a/token"}, "token_file"),
+        ({"KFEXT_TOKEN_VOLUME": "Token_Volume"}, "token_volume"),
+        ({"KFEXT_TOKEN_PATH_ENV": "KF-PATH"}, "token_path_env"),
+        ({"KFEXT_TOKEN_AUDIENCE": "two words"}, "token_audience"),
+    ],
+)
+def test_bad_identity_settings_are_named(environ: dict[str, str], name: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        load(environ)

@@ -112,6 +112,12 @@ def test_realistic_objects_patch_cleanly_and_idempotently(obj, changes):
     check(perturb(obj, changes))
 
 
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(realistic, perturbations, st.sampled_from(["token", "both"]))
+def test_token_identity_patches_cleanly_and_idempotently(obj, changes, mode):
+    check(perturb(obj, changes), Config(identity_mode=mode))
+
+
 @settings(max_examples=300)
 @given(
     st.sampled_from(["Pod", "Job"]), st.dictionaries(st.sampled_from(["metadata", "spec", "x"]), json_values)

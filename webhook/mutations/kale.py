@@ -20,6 +20,7 @@ from typing import Any
 from service.config import Config
 from webhook.patch import UNCHANGED, Mutation, Op, lookup, pointer
 
+ENTRY_POINT = "create_and_wait_kfp_run"
 MARKER = "# kubeflow-extension: retry kfputils.get_run"
 """First line of the inserted program: recognises a program patched earlier."""
 HOOK = re.compile(
@@ -146,9 +147,17 @@ def _patched_argv(argv: list[Any], index: int, program_index: int | None, config
     """``argv[index]`` patched, if it is a python ``-c`` program itself or a shell line that runs one."""
     text = argv[index]
     # Every program this patches names create_and_wait_kfp_run (HOOK needs it): a cheap first test.
-    if not isinstance(text, str) or "create_and_wait_kfp_run" not in text:
+    if not isinstance(text, str) or ENTRY_POINT not in text:
         return None
     return _patched(text, config) if index == program_index else _patched_shell(text, config)
+
+
+def runs_kale(container: Mapping[str, Any]) -> bool:
+    """Whether a container's command or args name Kale's run-and-wait entry point."""
+    return any(
+        isinstance(words, list) and any(isinstance(w, str) and ENTRY_POINT in w for w in words)
+        for words in (container.get("command"), container.get("args"))
+    )
 
 
 def mutate(pod: Mapping[str, Any], config: Config) -> Mutation:

@@ -1,0 +1,174 @@
+"""Identity modes in the hooks: which objects each mode yields, the per-namespace override, Istio ambient."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from hooks.app import create_app
+from hooks.desired import CURRENT_ISTIO, LEGACY_ISTIO, desired
+from hooks.identity import (
+    AMBIENT_HEADER_NOTICE,
+    MODE_ANNOTATION,
+    NOTICE_ANNOTATION,
+    Identity,
+    namespace_annotations,
+    override,
+    resolve,
+)
+from service.config import Config
+from service.http import ClientError
+from tests.hooks.conftest import namespace, profile, sync_request
+
+PRINCIPAL = "cluster.local/ns/alice/sa/default-editor"
+HEADER_RULE = {
+    "from": [{"source": {"principals": [PRINCIPAL]}}],
+    "when": [{"key": "request.headers[kubeflow-userid]", "values": ["alice@example.com"]}],
+}
+TOKEN_RULE = {
+    "from": [{"source": {"principals": [PRINCIPAL]}}],
+    "when": [
+        {"key": "request.headers[authorization]", "values": ["*"]},
+        {"key": "request.headers[kubeflow-userid]", "notValues": ["*"]},
+    ],
+}
+
+
+def by_kind(attachments: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {a["kind"]: a for a in attachments}
+
+
+def annotated(obj: dict[str, Any], mode: str) -> dict[str, Any]:
+    obj["metadata"].setdefault("annotations", {})[MODE_ANNOTATION] = mode
+    return obj
+
+
+def ambient_namespace(name: str = "alice") -> dict[str, Any]:
+    ns = namespace(name)
+    ns["metadata"]["labels"]["istio.io/dataplane-mode"] = "ambient"
+    del ns["metadata"]["labels"]["istio-injection"]
+    return ns
+
+
+@pytest.mark.parametrize(
+    ("mode", "rules", "envoy_filter"),
+    [
+        ("header", [HEADER_RULE], True),
+        ("token", [TOKEN_RULE], False),
+        ("both", [HEADER_RULE, TOKEN_RULE], True),
+    ],
+)
+def test_each_mode_yields_its_rules_and_envoy_filter(mode: str, rules: list[Any], envoy_filter: bool) -> None:
+    found = by_kind(desired("alice", profile("alice"), CURRENT_ISTIO, Config(identity_mode=mode)))
+    assert found["AuthorizationPolicy"]["spec"]["rules"] == rules
+    assert found["AuthorizationPolicy"]["spec"]["action"] == "ALLOW"
+    assert ("EnvoyFilter" in found) is envoy_filter
+
+
+def test_header_mode_from_the_configuration_is_the_default() -> None:
+    assert desired("alice", profile("alice"), CURRENT_ISTIO, Config()) == desired(
+        "alice", profile("alice"), CURRENT_ISTIO, Config(), identity=Identity("header", "configuration")
+    )
+    assert Config().identity_mode == "header"
+
+
+@pytest.mark.parametrize("mode", ["token", "both"])
+def test_token_identity_is_refused_for_istio_before_1_6(mode: str) -> None:
+    with pytest.raises(ClientError) as refused:
+        desired("alice", profile("alice"), LEGACY_ISTIO, Config(identity_mode=mode))
+    assert refused.value.status == 422 and "AuthorizationPolicy" in refused.value.message
+
+
+def test_the_namespace_annotation_wins_over_the_profile_and_the_configuration() -> None:
+    ns, prof = annotated(namespace("alice"), "token"), annotated(profile("alice"), "both")
+    assert resolve(Config(), override(ns, prof)) == Identity("token", "namespace annotation")
+    assert resolve(Config(), override(namespace("alice"), prof)) == Identity("both", "profile annotation")
+    assert resolve(Config(identity_mode="both"), override(namespace("alice"), None)) == Identity(
+        "both", "configuration"
+    )
+
+
+def test_an_unknown_mode_in_an_annotation_is_a_422() -> None:
+    with pytest.raises(ClientError) as refused:
+        override(annotated(namespace("alice"), "tokens"), None)
+    assert refused.value.status == 422 and "'tokens'" in refused.value.message
+
+
+@pytest.mark.parametrize("mode", ["header", "both"])
+def test_an_ambient_namespace_never_gets_an_envoy_filter(mode: str) -> None:
+    identity = Identity(mode, "configuration")
+    found = desired("alice", profile("alice"), CURRENT_ISTIO, Config(), identity=identity, on_ambient=True)
+    assert set(by_kind(found)) == {"AuthorizationPolicy"}
+
+
+def test_the_ambient_notice_is_set_only_for_header_mode_and_removed_when_it_no_longer_applies() -> None:
+    header, token = Identity("header", "configuration"), Identity("token", "namespace annotation")
+    assert namespace_annotations(header, True, None) == {NOTICE_ANNOTATION: AMBIENT_HEADER_NOTICE}
+    assert namespace_annotations(header, True, AMBIENT_HEADER_NOTICE) is None
+    assert namespace_annotations(token, True, AMBIENT_HEADER_NOTICE) == {NOTICE_ANNOTATION: None}
+    assert namespace_annotations(header, False, AMBIENT_HEADER_NOTICE) == {NOTICE_ANNOTATION: None}
+    assert namespace_annotations(header, False, None) is None
+    assert MODE_ANNOTATION in AMBIENT_HEADER_NOTICE and "identity_mode: token" in AMBIENT_HEADER_NOTICE
+
+
+@pytest.fixture(scope="module")
+def client() -> TestClient:
+    return TestClient(create_app(Config()))
+
+
+def sync(client: TestClient, body: Any) -> Any:
+    return client.post("/sync", content=json.dumps(body), headers={"content-type": "application/json"})
+
+
+def test_sync_on_ambient_in_header_mode_annotates_the_namespace(client, current_controller) -> None:
+    answer = sync(client, sync_request(current_controller, ambient_namespace(), {"alice": profile("alice")}))
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["annotations"] == {NOTICE_ANNOTATION: AMBIENT_HEADER_NOTICE}
+    assert [a["kind"] for a in answer.json()["attachments"]] == ["AuthorizationPolicy"]
+
+
+def test_sync_with_a_token_annotation_on_ambient_removes_the_notice(client, current_controller) -> None:
+    ns = annotated(ambient_namespace(), "token")
+    ns["metadata"]["annotations"][NOTICE_ANNOTATION] = AMBIENT_HEADER_NOTICE
+    answer = sync(client, sync_request(current_controller, ns, {"alice": profile("alice")}))
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["annotations"] == {NOTICE_ANNOTATION: None}
+    (policy,) = answer.json()["attachments"]
+    assert policy["spec"]["rules"] == [TOKEN_RULE]
+
+
+def test_sync_in_header_mode_answers_without_annotations(client, current_controller) -> None:
+    answer = sync(client, sync_request(current_controller, namespace("alice"), {"alice": profile("alice")}))
+    assert set(answer.json()) == {"attachments"}
+
+
+def test_sync_with_a_bad_annotation_keeps_the_children(client, current_controller) -> None:
+    ns = annotated(namespace("alice"), "sidecar")
+    answer = sync(client, sync_request(current_controller, ns, {"alice": profile("alice")}))
+    assert answer.status_code == 422 and MODE_ANNOTATION in answer.json()["error"]
+
+
+def test_sync_in_token_mode_with_the_legacy_controller_is_a_422(
+    current_controller, legacy_controller
+) -> None:
+    token_client = TestClient(create_app(Config(identity_mode="token")))
+    answer = sync(
+        token_client, sync_request(legacy_controller, namespace("alice"), {"alice": profile("alice")})
+    )
+    assert answer.status_code == 422
+    answer = sync(
+        token_client, sync_request(current_controller, namespace("alice"), {"alice": profile("alice")})
+    )
+    assert [a["kind"] for a in answer.json()["attachments"]] == ["AuthorizationPolicy"]
+
+
+def test_an_ambient_namespace_without_a_profile_gets_no_notice(client, current_controller) -> None:
+    answer = sync(client, sync_request(current_controller, ambient_namespace(), {}))
+    assert answer.json() == {"attachments": []}
+    ns = ambient_namespace()
+    ns["metadata"]["annotations"][NOTICE_ANNOTATION] = AMBIENT_HEADER_NOTICE
+    answer = sync(client, sync_request(current_controller, ns, {}))
+    assert answer.json() == {"attachments": [], "annotations": {NOTICE_ANNOTATION: None}}
