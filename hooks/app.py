@@ -38,6 +38,7 @@ def create_app(config: configuration.Config) -> Starlette:
                         header_form=hook.header_form,
                         identity=identity,
                         on_ambient=hook.on_ambient,
+                        envoy_filter_observed=hook.envoy_filter_observed,
                     )
                 )
             except ClientError:

@@ -92,6 +92,7 @@ def desired(
     header_form: str | None = None,
     identity: Identity | None = None,
     on_ambient: bool = False,
+    envoy_filter_observed: bool = False,
 ) -> list[dict[str, Any]]:
     """Every attachment the namespace should have; an empty list removes them all.
 
@@ -99,6 +100,9 @@ def desired(
     own (whose service accounts need no extra grant). `header_form` is the controller's annotation
     (see old_header_form). `identity` defaults to the configuration's mode. No EnvoyFilter in token
     mode, nor on Istio ambient (`on_ambient`), where no sidecar would apply it.
+
+    Leaving header mode, the header rule stays as long as the EnvoyFilter is still observed: the policy is
+    narrowed only once the header is no longer set, so no request is refused in between.
     """
     owner = profile_owner(profile)
     if owner is None or not served(namespace, owner, config):
@@ -120,7 +124,7 @@ def desired(
                     namespace,
                     owner,
                     config,
-                    header=identity.header,
+                    header=identity.header or envoy_filter_observed,
                     token=identity.token,
                 )
             )

@@ -40,6 +40,8 @@ class SyncRequest:
     """Whether the Namespace is on Istio ambient (no sidecars)."""
     notice: Any = None
     """The Namespace's current identity-notice annotation."""
+    envoy_filter_observed: bool = False
+    """Whether Metacontroller reports an EnvoyFilter of this namespace as still existing."""
 
 
 def _mapping(value: Any, what: str) -> Mapping[str, Any]:
@@ -115,6 +117,15 @@ def _profile(related: Any, namespace: str) -> Mapping[str, Any] | None:
     return None
 
 
+def _envoy_filter_observed(attachments: Any) -> bool:
+    groups = attachments if isinstance(attachments, Mapping) else {}
+    return any(
+        key.startswith("EnvoyFilter.") and isinstance(group, Mapping) and len(group) > 0
+        for key, group in groups.items()
+        if isinstance(key, str)
+    )
+
+
 def _observed(attachments: Any) -> int:
     groups = _mapping(attachments if attachments is not None else {}, "`attachments`")
     return sum(len(group) for group in groups.values() if isinstance(group, Mapping))
@@ -141,6 +152,7 @@ def parse_sync(body: Any) -> SyncRequest:
         identity_override=None if finalizing else identity.override(parent, profile),
         on_ambient=identity.ambient(parent),
         notice=identity.annotation(parent, identity.NOTICE_ANNOTATION),
+        envoy_filter_observed=_envoy_filter_observed(body.get("attachments")),
     )
 
 

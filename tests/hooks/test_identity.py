@@ -172,3 +172,16 @@ def test_an_ambient_namespace_without_a_profile_gets_no_notice(client, current_c
     ns["metadata"]["annotations"][NOTICE_ANNOTATION] = AMBIENT_HEADER_NOTICE
     answer = sync(client, sync_request(current_controller, ns, {}))
     assert answer.json() == {"attachments": [], "annotations": {NOTICE_ANNOTATION: None}}
+
+
+def test_leaving_header_mode_keeps_the_header_rule_until_the_envoy_filter_is_gone(current_controller) -> None:
+    token_client = TestClient(create_app(Config(identity_mode="token")))
+    envoy_filter = desired("alice", profile("alice"), CURRENT_ISTIO, Config())[0]
+    assert envoy_filter["kind"] == "EnvoyFilter"
+    observed = {"EnvoyFilter.networking.istio.io/v1alpha3": {"alice/kubeflow-extension-userid": envoy_filter}}
+    body = sync_request(current_controller, namespace("alice"), {"alice": profile("alice")}, observed)
+    (policy,) = sync(token_client, body).json()["attachments"]
+    assert policy["spec"]["rules"] == [HEADER_RULE, TOKEN_RULE]
+    body = sync_request(current_controller, namespace("alice"), {"alice": profile("alice")})
+    (policy,) = sync(token_client, body).json()["attachments"]
+    assert policy["spec"]["rules"] == [TOKEN_RULE]
