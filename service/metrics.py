@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
@@ -15,7 +16,11 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.
 
 @dataclass
 class RequestMetrics:
-    """Counts requests by the given labels and times them, in a registry of the service's own."""
+    """Counts requests by the given labels and times them, in a registry of the service's own.
+
+    The child of each label combination is looked up once and kept: label values are bounded by
+    design, and ``labels()`` validates and locks on every call.
+    """
 
     prefix: str
     labels: tuple[str, ...]
@@ -32,9 +37,21 @@ class RequestMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self._counters: dict[tuple[str, ...], Any] = {}
+        self._timers: dict[str, Any] = {}
 
     def count(self, *values: str) -> None:
-        self.requests.labels(*values).inc()
+        counter = self._counters.get(values)
+        if counter is None:
+            counter = self._counters[values] = self.requests.labels(*values)
+        counter.inc()
+
+    def observe(self, first_label: str, start: float) -> None:
+        """Record the time since ``start`` (a ``time.perf_counter()`` reading)."""
+        timer = self._timers.get(first_label)
+        if timer is None:
+            timer = self._timers[first_label] = self.latency.labels(first_label)
+        timer.observe(time.perf_counter() - start)
 
     @contextmanager
     def timed(self, first_label: str) -> Iterator[None]:
@@ -42,4 +59,4 @@ class RequestMetrics:
         try:
             yield
         finally:
-            self.latency.labels(first_label).observe(time.perf_counter() - start)
+            self.observe(first_label, start)

@@ -6,6 +6,8 @@ ASGI app: ``webhook.app:app``.
 from __future__ import annotations
 
 import logging
+import time
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -25,26 +27,26 @@ KINDS = frozenset({"Pod", "Job"})
 
 
 def _log(review: admission.Review, result: Result, changed: str) -> None:
-    context = {"kind": review.kind, "namespace": review.namespace, "object": review.name, "uid": review.uid}
     for outcome in result.outcomes:
         if outcome.status == "error" and outcome.error is not None:
             error = outcome.error
             log.error(
                 "mutation failed; object admitted unchanged",
                 exc_info=(type(error), error, error.__traceback__),
-                extra={**context, "mutation": outcome.mutation},
+                extra=_context(review) | {"mutation": outcome.mutation},
             )
-    if result.ops or result.warnings:
-        log.info(
-            "admitted",
-            extra={
-                **context,
-                "mutations": changed,
-                "operations": len(result.ops),
-                "warnings": result.warnings,
-                "dry_run": review.dry_run,
-            },
-        )
+    if (result.ops or result.warnings) and log.isEnabledFor(logging.INFO):
+        # The audit line: what was changed in which object, and why not where it was not.
+        fields = _context(review)
+        fields["mutations"] = changed
+        fields["operations"] = len(result.ops)
+        fields["warnings"] = result.warnings
+        fields["dry_run"] = review.dry_run
+        log.info("admitted", extra=fields)
+
+
+def _context(review: admission.Review) -> dict[str, Any]:
+    return {"kind": review.kind, "namespace": review.namespace, "object": review.name, "uid": review.uid}
 
 
 def create_app(config: configuration.Config) -> Starlette:
@@ -57,7 +59,8 @@ def create_app(config: configuration.Config) -> Starlette:
             request, admission.parse, lambda: metrics.count("unknown", "none", "rejected")
         )
         kind = review.kind if review.kind in KINDS else "other"
-        with metrics.timed(kind):
+        start = time.perf_counter()
+        try:
             # Only CREATE is registered; a patch to an existing Pod's containers would be refused anyway.
             if review.obj is None or review.operation != "CREATE":
                 metrics.count(kind, "none", "unchanged")
@@ -70,6 +73,8 @@ def create_app(config: configuration.Config) -> Starlette:
             else:
                 metrics.count(kind, changed, "patched" if result.ops else "unchanged")
             return json_response(admission.answer(review, result.ops, result.warnings))
+        finally:
+            metrics.observe(kind, start)
 
     routes = [Route("/mutate", mutate, methods=["POST"]), *probe_routes(metrics.registry)]
     return Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)

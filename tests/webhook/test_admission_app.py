@@ -175,3 +175,36 @@ def test_arbitrary_objects_in_a_valid_review_are_admitted(client, kind, obj):
     response = post(client, body)
     assert response.status_code == 200
     assert response.json()["response"]["allowed"] is True
+
+
+def test_a_patched_review_leaves_one_json_audit_line_with_what_changed_and_why(client):
+    import io
+
+    from service.logs import JsonFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("webhook.app")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        post(client, review(trial_job(), dryRun=True))
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+    [line] = stream.getvalue().splitlines()
+    entry = json.loads(line)
+    assert set(entry) == {
+        "time", "level", "logger", "message", "kind", "namespace", "object", "uid",
+        "mutations", "operations", "warnings", "dry_run",
+    }  # fmt: skip
+    assert entry["level"] == "info"
+    assert entry["message"] == "admitted"
+    assert entry["kind"] == "Job"
+    assert entry["namespace"] == "kubeflow-user-example-com"
+    assert entry["uid"] == review(trial_job())["request"]["uid"]
+    assert entry["mutations"] == "trial_job"
+    assert entry["operations"] == len(decoded_patch(post(client, review(trial_job())).json()))
+    assert entry["warnings"] == []
+    assert entry["dry_run"] is True
