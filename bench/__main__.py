@@ -16,7 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import hooks, memory, pod_creation, stats, webhook_direct
+from bench import (
+    hooks,
+    instructions,
+    memory,
+    pod_creation,
+    stats,
+    webhook_direct,
+)
 from bench.common import Durations, progress
 from bench.procs import REPO_ROOT
 
@@ -28,7 +35,10 @@ PARTS: dict[str, tuple[str, Any]] = {
     "hooks": ("Hooks: typical /sync", hooks),
     "pods": ("Pod creation through kube-apiserver (local control plane)", pod_creation),
     "memory": ("Memory under sustained load", memory),
+    "instructions": ("Instructions per review (callgrind), webhook and ceiling in-process", instructions),
 }
+OPT_IN: frozenset[str] = frozenset()
+"""Parts that run only when named with ``--only`` (long, and for analysis rather than targets)."""
 
 
 def machine() -> list[tuple[str, str]]:
@@ -206,7 +216,7 @@ def main() -> None:
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="kfext-bench-") as work:
         for name, (title, module) in PARTS.items():
-            if arguments.only and name not in arguments.only:
+            if (arguments.only and name not in arguments.only) or (not arguments.only and name in OPT_IN):
                 continue
             progress(f"{title} ...")
             part_dir = Path(work) / name
