@@ -23,20 +23,26 @@ lint: lint-image
     ruff format --check .
     mypy
 
-# The Dockerfile's linter, and a check that requirements.lock still matches pyproject.toml.
+# The Dockerfile's linter, and a check that both locks still match pyproject.toml.
 lint-image:
     hadolint Dockerfile
-    cp requirements.lock "${TMPDIR:-/tmp}/requirements.lock.check"
-    just _compile-lock "${TMPDIR:-/tmp}/requirements.lock.check"
-    diff -u requirements.lock "${TMPDIR:-/tmp}/requirements.lock.check"
+    check=$(mktemp -d) && trap 'rm -rf "$check"' EXIT \
+      && cp requirements.lock requirements-build.lock "$check/" \
+      && just _compile-locks "$check" && diff -u requirements.lock "$check/requirements.lock" \
+      && diff -u requirements-build.lock "$check/requirements-build.lock"
 
-# Pin the image's runtime dependencies, with hashes (keeps existing pins that still fit).
+# Pin the image's runtime dependencies and its build backend, with hashes (keeps pins that still fit).
 lock:
-    just _compile-lock requirements.lock
+    just _compile-locks .
 
-_compile-lock out:
+# requirements.lock from [project] dependencies; requirements-build.lock from [build-system] requires.
+_compile-locks dir:
     uv pip compile pyproject.toml --generate-hashes --python-version 3.11 \
-      --python-platform x86_64-manylinux_2_28 --quiet --custom-compile-command "just lock" -o {{out}}
+      --python-platform x86_64-manylinux_2_28 --quiet --custom-compile-command "just lock" \
+      -o {{dir}}/requirements.lock
+    python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")' \
+      | uv pip compile - --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+      --quiet --custom-compile-command "just lock" -o {{dir}}/requirements-build.lock
 
 # Rewrite the code in the project's format.
 fmt:
