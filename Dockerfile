@@ -11,10 +11,13 @@ COPY requirements-build.lock requirements.lock ./
 RUN /opt/build/bin/pip install --require-hashes --only-binary=:all: -r requirements-build.lock \
  && /opt/build/bin/pip --python /opt/kubeflow-extension/bin/python install \
       --require-hashes --only-binary=:all: -r requirements.lock
-# What the services never import: the kubernetes client's asyncio twin (`kubernetes.aio`, half the package)
-# and its own test modules. The client the webhook uses (`kubernetes.client`, `kubernetes.config`) stays.
+# What the services never import: the kubernetes client's asyncio twin (`kubernetes.aio`, half the package),
+# the aiohttp stack only it uses, and the client's own test modules. The client the webhook uses
+# (`kubernetes.client`, `kubernetes.config`) stays.
 RUN site=/opt/kubeflow-extension/lib/python3.11/site-packages \
  && rm -rf "$site/kubernetes/aio" \
+ && /opt/build/bin/pip --python /opt/kubeflow-extension/bin/python uninstall --yes \
+      aiohttp aiohttp-retry aiohappyeyeballs aiosignal attrs frozenlist multidict propcache yarl \
  && find "$site/kubernetes" -name '*_test.py' -delete \
  && find "$site/kubernetes" -name '*_test.cpython-*.pyc' -delete
 COPY pyproject.toml README.md LICENSE ./
