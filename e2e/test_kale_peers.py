@@ -6,6 +6,9 @@ Katib renders it and wrapped as Katib's Pod webhook wraps a StdOut-collected con
 mutation patches the Pod, and the patched command runs under ``sh`` with real Kale and a real kfp client
 against a loopback stand-in for ml-pipeline that fails as planned. The container's service-account
 namespace file, which Kale and kfp read at a fixed path, is provided in a mount namespace of the test's own.
+
+Kale 2.3.0 (the newest) cannot complete a Katib trial with the kfp 2 it requires: its run creation passes
+no pipeline file. For it, the patched program's retry is run before Kale's own ``kfputils.get_run``.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from e2e.ml_pipeline_standin import (
     METRIC,
     NAMESPACE,
     PIPELINE_ID,
+    RUN_ID,
     VERSION_ID,
+    Fault,
     MlPipelineStandIn,
     ml_pipeline_standin,
 )
@@ -83,6 +88,11 @@ def shell_line(pod: dict[str, Any]) -> str:
     return str(container["args"][0])
 
 
+def patched_program(line: str) -> str:
+    """The python program of Kale's ``python3 -u -c "..."`` in a shell line."""
+    return line[line.index('-c "') + 4 : line.rindex('"')]
+
+
 @dataclasses.dataclass
 class Trial:
     returncode: int
@@ -137,8 +147,7 @@ def test_kale_trial_command_is_patched_before_its_import(version, api_version):
     assert after == before[: hook.start()] + inserted + before[hook.start() :]
     assert inserted.startswith(MARKER)
     assert not FORBIDDEN & set(inserted)
-    program = after[after.index('-c "') + 4 : after.rindex('"')]
-    ast.parse(program, feature_version=(3, 6))
+    ast.parse(patched_program(after), feature_version=(3, 6))
 
 
 @pytest.mark.parametrize("version", RUNNABLE)
@@ -184,3 +193,58 @@ def test_unpatched_real_kale_trial_fails_on_one_503(version, tmp_path):
     assert not trial.completed
     assert "ApiException" in trial.log
     assert standin.answered("get_run") == [503]
+
+
+def test_newest_kale_trial_fails_in_kales_own_run_creation_patched_or_not(tmp_path):
+    """Kale 2.3.0's Katib trial passes no pipeline file to kfp 2's run creation: it fails before any polling,
+    with or without the patch, and the patch changes nothing about that."""
+    pod = kale_pod(NEWEST, "v1beta1", str(tmp_path))
+    outcomes = []
+    for line in (shell_line(pod), shell_line(patched(pod))):
+        with ml_pipeline_standin() as standin:
+            trial = run_trial(line, NEWEST, standin, tmp_path)
+        (tmp_path / "metrics.log").unlink()
+        assert standin.answered("create_run") == []
+        assert standin.answered("get_run") == []
+        assert trial.returncode != 0
+        assert not trial.completed
+        outcomes.append(trial.log.strip().splitlines()[-1])
+    assert outcomes[0] == outcomes[1] == "TypeError: expected str, bytes or os.PathLike object, not NoneType"
+
+
+def newest_get_run(faults: list[Fault], tmp_path: Path):
+    """The retry program the webhook inserts into Kale 2.3.0's trial, then Kale's own ``kfputils.get_run``
+    with kfp 2.16 against the stand-in (the call its trial would make, had run creation worked)."""
+    program = patched_program(shell_line(patched(kale_pod(NEWEST, "v1beta1", str(tmp_path)))))
+    retry = program[: HOOK.search(program).start()]
+    call = f"import kale.common.kfputils\nprint('state=' + kale.common.kfputils.get_run('{RUN_ID}').state)\n"
+    with ml_pipeline_standin({"get_run": faults}) as standin:
+        env = {"HOME": str(tmp_path), "KF_PIPELINES_ENDPOINT": standin.url, "PATH": "/usr/bin:/bin"}
+        completed = subprocess.run(
+            [str(kale_python(NEWEST)), "-u", "-c", retry + call],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        return completed, standin.answered("get_run")
+
+
+def test_newest_kale_get_run_is_retried_through_drops_503_and_429(tmp_path):
+    completed, answers = newest_get_run(["drop", "drop", "drop", "drop", 503, 429], tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    assert "state=SUCCEEDED" in completed.stdout
+    retries = [line for line in completed.stderr.splitlines() if "kubeflow-extension: get_run failed" in line]
+    assert len(retries) == 3, completed.stderr
+    assert "MaxRetryError" in retries[0]
+    assert "HTTP 503 Service Unavailable), retry 2" in retries[1]
+    assert "HTTP 429 Too Many Requests), retry 3" in retries[2]
+    assert answers == ["drop", "drop", "drop", "drop", 503, 429, 200]
+
+
+@pytest.mark.parametrize(("status", "reason"), [(404, "Not Found"), (401, "Unauthorized")])
+def test_newest_kale_get_run_fails_at_once_on_a_permanent_error(status, reason, tmp_path):
+    completed, answers = newest_get_run([status] * 100, tmp_path)
+    assert completed.returncode != 0
+    assert f"get_run failed (ApiException: HTTP {status} {reason}), not retried" in completed.stderr
+    assert answers == [status]
