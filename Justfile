@@ -4,6 +4,8 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 export PATH := justfile_directory() / ".venv/bin:" + env_var("PATH")
 export NO_PROXY := "127.0.0.1,localhost"
 
+default_image := "localhost/kubeflow-extension:dev"
+
 # List the recipes.
 default:
     @just --list
@@ -16,9 +18,10 @@ test *args:
 test-unit *args:
     pytest tests {{args}}
 
-# ruff (lint and format) and mypy.
+# ruff (lint and format), mypy, and the release workflow (actionlint, built from Go once).
 lint: lint-image
     shellcheck -x .ci/run scripts/*.sh e2e/*.sh e2e/kind/*.sh
+    "$(bash scripts/build-actionlint.sh)" -shellcheck "$(command -v shellcheck)" .github/workflows/*.yaml
     ruff check .
     ruff format --check .
     mypy
@@ -43,6 +46,16 @@ _compile-locks dir:
     python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")' \
       | uv pip compile - --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
       --quiet --custom-compile-command "just lock" -o {{dir}}/requirements-build.lock
+
+# Build the image from the Dockerfile with buildah (no Docker daemon, no registry); on a debootstrap
+# stand-in for python:3.11-slim-bookworm unless that image is present. Prints its layers.
+image tag=default_image:
+    bash scripts/build-image.sh {{tag}}
+
+# Build the image, test it as its Deployments run it, then the demo with both services from it.
+image-test tag=default_image: (image tag)
+    KUBEFLOW_EXTENSION_IMAGE={{tag}} pytest e2e/image
+    python -m e2e.demo --image {{tag}}
 
 # Rewrite the code in the project's format.
 fmt:

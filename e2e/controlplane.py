@@ -42,6 +42,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from e2e import podman
 from e2e import versions as versions_module
 from e2e.manifests import Document, dump_documents, load_documents, localize_manifests
 from e2e.pki import CertFiles, CertificateAuthority, ControlPlanePki, create_control_plane_pki
@@ -68,6 +69,8 @@ KCM_CONTROLLERS = (
 # Generous: two cores, and kube-apiserver installs all its bootstrap objects on first start.
 APISERVER_READY_TIMEOUT = 120.0
 READY_TIMEOUT = 60.0
+# A container's start adds podman's own work to the service's imports.
+CONTAINER_READY_TIMEOUT = 120.0
 
 
 class MissingBinariesError(RuntimeError):
@@ -190,7 +193,8 @@ class Kubectl:
 
 @dataclass
 class LocalService:
-    """One of the project's ASGI apps served by uvicorn on 127.0.0.1 (HTTPS when ``tls`` is given)."""
+    """One of the project's ASGI apps served by uvicorn on 127.0.0.1 (HTTPS when ``tls`` is given); with
+    ``image``, by ``kubeflow-extension serve`` in that image under podman, as its Deployment runs it."""
 
     name: str
     app: str
@@ -200,6 +204,7 @@ class LocalService:
     ca_file: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
     die_with_parent: bool = True
+    image: str | None = None
     process: ManagedProcess | None = None
 
     @property
@@ -222,9 +227,14 @@ class LocalService:
         """Start uvicorn (again, on the same port) and wait until ``/healthz`` answers 200."""
         if self.alive:
             raise RuntimeError(f"{self.name} is already running on {self.url}")
-        argv = [sys.executable, "-m", "uvicorn", self.app, "--host", LOOPBACK, "--port", str(self.port)]
-        if self.tls is not None:
-            argv += ["--ssl-certfile", str(self.tls.cert), "--ssl-keyfile", str(self.tls.key)]
+        if self.image is not None:
+            podman.remove(self.container.name)
+            argv = podman.run_argv(self.image, self.container, self.serve_args())
+            timeout = max(timeout, CONTAINER_READY_TIMEOUT)
+        else:
+            argv = [sys.executable, "-m", "uvicorn", self.app, "--host", LOOPBACK, "--port", str(self.port)]
+            if self.tls is not None:
+                argv += ["--ssl-certfile", str(self.tls.cert), "--ssl-keyfile", str(self.tls.key)]
         self.process = ManagedProcess(
             self.name,
             argv,
@@ -240,6 +250,35 @@ class LocalService:
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop()
+        if self.image is not None:
+            podman.remove(self.container.name)
+
+    @property
+    def service(self) -> str:
+        """The ``kubeflow-extension serve`` name of the app (``hooks.app:app`` → ``hooks``)."""
+        return self.app.split(".", 1)[0]
+
+    @property
+    def container(self) -> podman.Container:
+        """The webhook gets its certificate where its Deployment mounts it, and a ``/tmp`` like it."""
+        mounts: dict[Path, str] = {}
+        if self.tls is not None:
+            tls_dir = self.log_path.parent.parent / f"{self.name}-tls"
+            if not tls_dir.exists():
+                podman.readable_copy({"tls.crt": self.tls.cert, "tls.key": self.tls.key}, tls_dir)
+            mounts[tls_dir] = podman.TLS_DIR
+        return podman.Container(
+            name=f"kubeflow-extension-{self.name}-{self.port}",
+            env=self.env,
+            mounts=mounts,
+            tmpfs=["/tmp"] if self.tls is not None else [],
+        )
+
+    def serve_args(self) -> list[str]:
+        args = ["serve", self.service, "--host", LOOPBACK, "--port", str(self.port), "--log-format", "text"]
+        if self.tls is not None:
+            args += ["--certfile", f"{podman.TLS_DIR}/tls.crt", "--keyfile", f"{podman.TLS_DIR}/tls.key"]
+        return args
 
 
 def _tls_context(ca_file: Path, client: CertFiles | None = None) -> ssl.SSLContext:
@@ -302,6 +341,7 @@ class ControlPlane:
         keep_run_dir: bool = False,
         die_with_parent: bool = True,
         extra_crds: Sequence[Path] = (),
+        image: str | None = None,
     ) -> None:
         self.versions = versions or versions_module.load()
         require_binaries(self.versions)
@@ -312,6 +352,7 @@ class ControlPlane:
         self.keep_run_dir = keep_run_dir
         self.die_with_parent = die_with_parent
         self.extra_crds = list(extra_crds)
+        self.image = image
         self.logs_dir = self.run_dir / "logs"
         self.kubeconfig = self.run_dir / "admin.kubeconfig"
         self.kubectl = Kubectl(self.kubeconfig)
@@ -570,8 +611,8 @@ class ControlPlane:
         env: Mapping[str, str] | None = None,
         timeout: float = 30.0,
     ) -> LocalService:
-        """Serve ``app`` (``module:attribute``) with uvicorn on a free port; HTTPS with a cert from the run's
-        CA when ``tls``. Returns once ``/healthz`` answers."""
+        """Serve ``app`` (``module:attribute``) with uvicorn on a free port, or from the control plane's
+        ``image``; HTTPS with a cert from the run's CA when ``tls``. Returns once ``/healthz`` answers."""
         module = app.split(":", 1)[0]
         if importlib.util.find_spec(module.split(".")[0]) is None or importlib.util.find_spec(module) is None:
             raise ModuleNotFoundError(f"{app}: module {module} is not importable from {REPO_ROOT}")
@@ -585,6 +626,7 @@ class ControlPlane:
             ca_file=ca.files.cert,
             env=dict(env or {}),
             die_with_parent=self.die_with_parent,
+            image=self.image,
         )
         self.services.append(service)
         return service.start(timeout)

@@ -498,7 +498,9 @@ class Demo:
         began = time.monotonic()
         hooks = self.plane.start_hooks()
         webhook = self.plane.start_webhook()
-        self.services = {"hooks": hooks.url, "webhook": webhook.url}
+        self.services = {
+            s.name: f"{s.url}  (image {s.image})" if s.image else s.url for s in (hooks, webhook)
+        }
         self.kubectl.apply([kubeflow_namespace()])
         self.plane.apply_project_manifests(REPO_ROOT / "metacontroller", hooks=hooks)
         self.plane.apply_project_manifests(REPO_ROOT / "webhook" / "manifests", webhook=webhook)
@@ -685,6 +687,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m e2e.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--keep", action="store_true", help="leave everything running afterwards")
     parser.add_argument(
+        "--image", help="run the hooks and the webhook from this image (podman) instead of this checkout"
+    )
+    parser.add_argument(
         "--state", type=Path, default=DEFAULT_STATE_FILE, help="state file for --keep, as e2e.controlplane's"
     )
     arguments = parser.parse_args(argv)
@@ -699,7 +704,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
-        plane = ControlPlane(keep_run_dir=arguments.keep, die_with_parent=not arguments.keep)
+        plane = ControlPlane(
+            keep_run_dir=arguments.keep, die_with_parent=not arguments.keep, image=arguments.image
+        )
     except MissingBinariesError as error:
         print(error, file=sys.stderr)
         return 2
