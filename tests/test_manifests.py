@@ -81,3 +81,59 @@ def test_readme_documents_every_setting() -> None:
     readme = (ROOT / "README.md").read_text()
     missing = [f.name for f in dataclasses.fields(Config) if f"| `{f.name}` |" not in readme]
     assert missing == []
+
+
+IMAGE = "ghcr.io/kubeflow-extension/kubeflow-extension"
+IMAGE_KUSTOMIZATIONS = ("metacontroller/base", "webhook/manifests")
+EVERY_OVERLAY = (
+    "metacontroller",
+    "metacontroller/istio-1.6-1.14",
+    "metacontroller/legacy-istio",
+    "webhook/manifests",
+    "webhook/self-managed-certificates",
+)
+
+
+def container_images(root: Path, overlay: str) -> set[str]:
+    out = subprocess.run(
+        ["kubectl", "kustomize", str(root / overlay)], check=True, capture_output=True, text=True
+    )
+    return {
+        c["image"]
+        for d in yaml.safe_load_all(out.stdout)
+        if d and d["kind"] == "Deployment"
+        for c in d["spec"]["template"]["spec"]["containers"]
+    }
+
+
+def test_every_overlay_runs_the_released_version() -> None:
+    """The tag the release workflow pushes (the project's version) is the one every overlay names."""
+    import tomllib
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    for overlay in EVERY_OVERLAY:
+        assert container_images(ROOT, overlay) == {f"{IMAGE}:{version}"}, overlay
+
+
+def test_two_image_entries_retarget_every_overlay(tmp_path: Path) -> None:
+    """What `kustomize edit set image` writes into the two kustomizations reaches every Deployment of
+    every overlay: the README's one command retargets the whole install."""
+    import shutil
+
+    for part in ("metacontroller", "webhook"):
+        shutil.copytree(ROOT / part, tmp_path / part, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    for directory in IMAGE_KUSTOMIZATIONS:
+        path = tmp_path / directory / "kustomization.yaml"
+        kustomization = yaml.safe_load(path.read_text())
+        assert [i["name"] for i in kustomization["images"]] == [IMAGE], directory
+        kustomization["images"] = [
+            {"name": IMAGE, "newName": "registry.example/team/kfext", "newTag": "1.2.3"}
+        ]
+        path.write_text(yaml.safe_dump(kustomization))
+    for overlay in EVERY_OVERLAY:
+        assert container_images(tmp_path, overlay) == {"registry.example/team/kfext:1.2.3"}, overlay
+
+
+def test_release_pushes_the_image_the_manifests_name() -> None:
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "release.yaml").read_text())
+    assert workflow["env"]["IMAGE"] == IMAGE
