@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 
 from e2e import podman
-from e2e.controlplane import REPO_ROOT, http_get
+from e2e.controlplane import REPO_ROOT, ControlPlane, Kubectl, http_get
+from e2e.manifests import localize_manifests
 from e2e.pki import CertificateAuthority
 from e2e.processes import ManagedProcess, free_port, wait_until
 from tests.webhook import katib_objects
@@ -255,3 +256,67 @@ def test_no_build_tools_on_disk(filesystem: Path) -> None:
     ]
     assert leftovers == []
     assert not any(n.startswith("opt/build/") for n in names)
+
+
+@pytest.mark.e2e
+def test_webhook_keeps_its_own_certificate_from_the_image(
+    image: str, control_plane: ControlPlane, kubectl: Kubectl, tmp_path: Path
+) -> None:
+    """The trimmed kubernetes client at work: the webhook of the self-managed overlay, from the image, as
+    its own service account (a token; the overlay's RBAC), creates its Secret, publishes its CA in the
+    webhook configuration and serves a certificate that chains to it."""
+    namespace, port = "kubeflow-extension", free_port()
+    documents = localize_manifests(
+        kubectl.kustomize(REPO_ROOT / "webhook" / "self-managed-certificates"),
+        webhook_url=f"https://127.0.0.1:{port}",
+        ca_bundle_pem=control_plane.ca.cert_pem,
+    )
+    kubectl.apply([d for d in documents if d["kind"] == "Namespace"])
+    kubectl.apply(documents)
+    token = kubectl.run("create", "token", "kubeflow-extension-webhook", "-n", namespace).stdout.strip()
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "local",
+                "cluster": {
+                    "server": control_plane.server,
+                    "certificate-authority-data": base64.b64encode(control_plane.ca.cert_pem).decode(),
+                },
+            }
+        ],
+        "users": [{"name": "webhook", "user": {"token": token}}],
+        "contexts": [{"name": "webhook", "context": {"cluster": "local", "user": "webhook"}}],
+        "current-context": "webhook",
+    }
+    (tmp_path / "kubeconfig").write_text(json.dumps(config))
+    kube_dir = podman.readable_copy({"config": tmp_path / "kubeconfig"}, tmp_path / "kube")
+    container = podman.Container(
+        name=f"kubeflow-extension-test-self-managed-{port}",
+        env={"KUBECONFIG": "/etc/kubeflow-extension/kube/config"},
+        mounts={kube_dir: "/etc/kubeflow-extension/kube"},
+        tmpfs=["/tmp", podman.TLS_DIR],
+    )
+    args = ["serve", "webhook", "--host", "127.0.0.1", "--port", str(port), "--namespace", namespace]
+    args += ["--self-managed-certificates", "--cert-dir", podman.TLS_DIR]
+    url = f"https://127.0.0.1:{port}/healthz"
+    unverified = ssl.create_default_context()
+    unverified.check_hostname, unverified.verify_mode = False, ssl.CERT_NONE
+    try:
+        with running(image, container, args, url, tmp_path, context=unverified):
+            secret = kubectl("get", "secret", "kubeflow-extension-webhook-certificates", "-n", namespace)
+            configuration = kubectl("get", "mutatingwebhookconfiguration", "kubeflow-extension")
+            bundles = {base64.b64decode(w["clientConfig"]["caBundle"]) for w in configuration["webhooks"]}
+            assert len(bundles) == 1
+            (bundle,) = bundles
+            assert bundle != control_plane.ca.cert_pem
+            # The names are the Service's, not 127.0.0.1: check the chain, not the host name.
+            published = ssl.create_default_context(cadata=bundle.decode())
+            published.check_hostname = False
+            assert http_get(url, context=published) == 200
+            served = ssl.PEM_cert_to_DER_cert(ssl.get_server_certificate(("127.0.0.1", port)))
+            stored = base64.b64decode(secret["data"]["tls.crt"]).decode()
+            assert served == ssl.PEM_cert_to_DER_cert(stored)
+    finally:
+        kubectl.run("delete", "mutatingwebhookconfiguration", "kubeflow-extension", "--ignore-not-found")
