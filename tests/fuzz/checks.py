@@ -14,11 +14,9 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import json
 import time
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import jsonpatch
@@ -27,11 +25,15 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from e2e import upstream
 from hooks.desired import SUPPORTED_RESOURCES
 from tests.fuzz.asgi import Answer, Driver
 from tests.fuzz.strategies import encode
 
-SCHEMAS = Path(__file__).resolve().parent / "schemas"
+OPENAPI_ROOTS = {
+    "Pod": ("api/v1", "io.k8s.api.core.v1.Pod"),
+    "Job": ("apis/batch/v1", "io.k8s.api.batch.v1.Job"),
+}
 TIMEOUT_SECONDS = 5.0
 """``timeoutSeconds`` of every shipped admission webhook: an answer after that is a failed call."""
 
@@ -61,14 +63,14 @@ def fail(message: str, body: bytes, answer: Answer | None = None) -> PropertyErr
 
 @functools.cache
 def validator(kind: str) -> Draft202012Validator:
-    """Kubernetes' OpenAPI v3 schema for ``Pod`` or ``Job`` (see schemas/fetch.py for its origin)."""
-    document = json.loads((SCHEMAS / f"{kind.lower()}.json").read_text())
+    """Kubernetes' OpenAPI v3 schema for ``Pod`` or ``Job``, from the kubernetes module of the pinned
+    version in the Go module cache."""
+    group_version, root = OPENAPI_ROOTS[kind]
+    document = upstream.kubernetes_openapi(group_version)
     registry = Registry().with_resource(
         "urn:k8s", Resource.from_contents(document, default_specification=DRAFT202012)
     )
-    return Draft202012Validator(
-        {"$ref": f"urn:k8s#/components/schemas/{document['x-root']}"}, registry=registry
-    )
+    return Draft202012Validator({"$ref": f"urn:k8s#/components/schemas/{root}"}, registry=registry)
 
 
 def schema_errors(kind: str, obj: Any, limit: int = 3) -> list[str]:

@@ -1,26 +1,26 @@
-"""Every object the hooks can return is valid for the Istio CRD it will be stored under.
+"""Every object the hooks can return is valid for the Istio CRD it will be stored under, and the Profiles
+the tests build are valid for the Profile CRD written here.
 
-The schemas are the CRDs in tests/data/crds (their upstream versions are in that folder's README).
+The schemas are the CRDs of ``e2e.upstream.api_crds()``: Istio's from the istio.io/api module in the Go
+module cache (versions in e2e/versions.env), the Profile and ServiceRoleBinding from tests/data/crds.
 Validation is strict: a field the API server would silently prune counts as an error, so a typo in a
 field name cannot pass.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import functools
 from typing import Any
 
 import jsonschema
 import pytest
-import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from e2e import upstream
 from hooks.desired import CURRENT_ISTIO, LEGACY_ISTIO, AttachmentType, desired
 from service.config import Config
 from tests.hooks.conftest import profile
-
-CRDS = Path(__file__).resolve().parents[1] / "data" / "crds"
 
 
 def strict(schema: Any) -> Any:
@@ -39,24 +39,22 @@ def strict(schema: Any) -> Any:
     return result
 
 
-def load_schemas() -> dict[tuple[str, str], Any]:
-    schemas = {}
-    for path in CRDS.glob("*.yaml"):
-        for crd in yaml.safe_load_all(path.read_text()):
-            if not crd or crd.get("kind") != "CustomResourceDefinition":
-                continue
-            for version in crd["spec"]["versions"]:
-                api_version = f"{crd['spec']['group']}/{version['name']}"
-                schema = strict(version["schema"]["openAPIV3Schema"])
-                # apiVersion, kind and metadata are the API server's to check, not the CRD schema's.
-                schema["additionalProperties"] = True
-                validator = jsonschema.validators.validator_for(schema)
-                validator.check_schema(schema)
-                schemas[(api_version, crd["spec"]["names"]["kind"])] = validator(schema)
-    return schemas
+@functools.cache
+def schemas() -> dict[tuple[str, str], Any]:
+    """A validator per (apiVersion, kind); fails naming the bootstrap if the module cache lacks a CRD."""
+    validators = {}
+    for crd in upstream.api_crds():
+        for version in crd["spec"]["versions"]:
+            api_version = f"{crd['spec']['group']}/{version['name']}"
+            schema = strict(version["schema"]["openAPIV3Schema"])
+            # apiVersion, kind and metadata are the API server's to check, not the CRD schema's.
+            schema["additionalProperties"] = True
+            validator = jsonschema.validators.validator_for(schema)
+            validator.check_schema(schema)
+            validators[(api_version, crd["spec"]["names"]["kind"])] = validator(schema)
+    return validators
 
 
-SCHEMAS = load_schemas()
 ALL_TYPES = [
     *CURRENT_ISTIO,
     *LEGACY_ISTIO,
@@ -65,11 +63,21 @@ ALL_TYPES = [
 
 
 def validate(obj: dict[str, Any]) -> None:
-    SCHEMAS[(obj["apiVersion"], obj["kind"])].validate(obj)
+    schemas()[(obj["apiVersion"], obj["kind"])].validate(obj)
 
 
 def test_schemas_for_every_type_the_hooks_build_are_present() -> None:
-    assert {(t.api_version, t.kind) for t in ALL_TYPES} <= set(SCHEMAS)
+    assert {(t.api_version, t.kind) for t in ALL_TYPES} <= set(schemas())
+
+
+@pytest.mark.parametrize("version", ["v1", "v1beta1"])
+def test_the_tests_profiles_validate_and_a_profile_without_owner_name_does_not(version) -> None:
+    valid = profile("alice") | {"apiVersion": f"kubeflow.org/{version}"}
+    validate(valid | {"spec": valid["spec"] | {"plugins": [{"kind": "WorkloadIdentity", "spec": {}}]}})
+    validate(valid | {"spec": {}})
+    for owner in ({"kind": "User"}, {"kind": "User", "name": 7}, {"kind": "User", "name": "a", "nmae": "b"}):
+        with pytest.raises(jsonschema.ValidationError):
+            validate(valid | {"spec": {"owner": owner}})
 
 
 def test_strict_validation_rejects_a_misspelt_field() -> None:
