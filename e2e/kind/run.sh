@@ -59,6 +59,7 @@ log "cert-manager, Metacontroller, Katib"
 kubectl apply -f "https://github.com/cert-manager/cert-manager/releases/download/v$CERT_MANAGER_VERSION/cert-manager.yaml"
 kubectl apply -k "https://github.com/metacontroller/metacontroller/manifests/production?ref=v$METACONTROLLER_IMAGE_VERSION"
 kubectl apply --server-side -k "https://github.com/kubeflow/katib.git/manifests/v1beta1/installs/katib-standalone?ref=v$KATIB_VERSION"
+# The CRDs written here: Kubeflow's Profile (Kubeflow itself is not installed) and the legacy ServiceRoleBinding.
 kubectl apply -f "$root/tests/data/crds/"
 kubectl -n cert-manager rollout status deploy --timeout=300s
 kubectl -n kubeflow rollout status deploy --timeout=600s
