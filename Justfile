@@ -66,6 +66,11 @@ fmt:
 build-control-plane:
     bash e2e/build-control-plane.sh all
 
+# Pods on a real node: the local control plane plus containerd, a kubelet and kube-scheduler, running
+# trial Pods to completion (root; packages: e2e/install-node-packages.sh, binaries: build-control-plane).
+e2e-node *args:
+    pytest -m node e2e {{args}}
+
 # End-to-end on kind with Istio, Metacontroller and Katib (needs Docker and internet; not run in CI).
 e2e:
     bash e2e/kind/run.sh

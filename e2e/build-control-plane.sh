@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds etcd, kube-apiserver, kube-controller-manager and Metacontroller from their Go modules into
+# Builds etcd, kube-apiserver, kube-controller-manager, Metacontroller, and for `just e2e-node` kube-scheduler and
+# the kubelet, from their Go modules into
 # ${KUBEFLOW_EXTENSION_CACHE:-~/.cache/kubeflow-extension}/<component>-<version>/, skipping any binary already there.
 # Every module comes from the Go module proxy; nothing is written inside the repository.
 set -euo pipefail
@@ -19,16 +20,20 @@ log() { printf '[build %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
 # A throw-away wrapper module per component, so that their dependency graphs never mix.
 wrapper() {
-  local dir=$1 name=$2
-  rm -rf "$dir/src" && mkdir -p "$dir/src" && cd "$dir/src"
+  local dir=$1 name=$2 src=${3:-src}
+  rm -rf "${dir:?}/$src" && mkdir -p "$dir/$src" && cd "$dir/$src"
   go mod init "local.invalid/$name" >/dev/null 2>&1
 }
 
-build_kubernetes() {
-  if [[ -x $k8s_dir/bin/kube-apiserver && -x $k8s_dir/bin/kube-controller-manager ]]; then
-    log "kubernetes $KUBERNETES_VERSION: cached"; return; fi
-  log "kubernetes $KUBERNETES_VERSION: building"
-  wrapper "$k8s_dir" k8sbins
+# Builds the named k8s.io/kubernetes commands (all from one wrapper module, in its own source directory so
+# that two of these builds may run at once) unless every one of them is already there.
+build_kubernetes_commands() {
+  local label=$1 command missing=()
+  shift
+  for command in "$@"; do [[ -x $k8s_dir/bin/$command ]] || missing+=("$command"); done
+  if ((${#missing[@]} == 0)); then log "kubernetes $KUBERNETES_VERSION $label: cached"; return; fi
+  log "kubernetes $KUBERNETES_VERSION $label: building ${missing[*]}"
+  wrapper "$k8s_dir" k8sbins "src-$label"
   local staging=0.${KUBERNETES_VERSION#1.} gomod
   gomod=$(go mod download -json "k8s.io/kubernetes@v$KUBERNETES_VERSION" |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["GoMod"])')
@@ -42,10 +47,12 @@ build_kubernetes() {
   local minor=${KUBERNETES_VERSION#1.}; minor=${minor%%.*}
   local stamp="-X k8s.io/component-base/version.gitVersion=v$KUBERNETES_VERSION"
   stamp+=" -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
-  go build -trimpath -ldflags "-s -w $stamp" -o "$k8s_dir/bin/" \
-    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
-  log "kubernetes $KUBERNETES_VERSION: done"
+  go build -trimpath -ldflags "-s -w $stamp" -o "$k8s_dir/bin/" "${missing[@]/#/k8s.io/kubernetes/cmd/}"
+  log "kubernetes $KUBERNETES_VERSION $label: done"
 }
+
+build_kubernetes() { build_kubernetes_commands control-plane kube-apiserver kube-controller-manager; }
+build_node() { build_kubernetes_commands node kube-scheduler kubelet; }
 
 build_etcd() {
   if [[ -x $etcd_dir/bin/etcd ]]; then log "etcd $ETCD_VERSION: cached"; return; fi
@@ -80,7 +87,7 @@ build_metacontroller() {
 
 what=${1:-all}
 case $what in
-  all) (build_etcd) && (build_metacontroller) && (build_kubernetes) ;;
-  etcd|metacontroller|kubernetes) ("build_$what") ;;
-  *) echo "usage: $0 [all|etcd|metacontroller|kubernetes]" >&2; exit 2 ;;
+  all) (build_etcd) && (build_metacontroller) && (build_kubernetes) && (build_node) ;;
+  etcd|metacontroller|kubernetes|node) ("build_$what") ;;
+  *) echo "usage: $0 [all|etcd|metacontroller|kubernetes|node]" >&2; exit 2 ;;
 esac

@@ -14,19 +14,22 @@ import pytest
 
 from e2e import versions
 from e2e.controlplane import ControlPlane, Kubectl, LocalService, MissingBinariesError, require_binaries
+from e2e.node import Node, NodeSetupError
 
 # The image's tests need a built image: `just image-test` builds one and names it in this variable.
 collect_ignore = [] if os.environ.get("KUBEFLOW_EXTENSION_IMAGE") else ["image"]
 
 _planes: list[ControlPlane] = []
+_nodes: list[Node] = []
 _timings: dict[str, float] = {}
 """The start timings of the test run's control plane, for the summary."""
+_node_timings: dict[str, float] = {}
 
 
 @pytest.fixture(scope="session")
 def control_plane() -> Iterator[ControlPlane]:
     """etcd, kube-apiserver, kube-controller-manager and Metacontroller, ready, with every CRD installed."""
-    keep = os.environ.get("E2E_KEEP_RUN_DIR", "") not in ("", "0")
+    keep = _keep_run_dirs()
     try:
         require_binaries(versions.load())
     except MissingBinariesError as error:
@@ -40,6 +43,25 @@ def control_plane() -> Iterator[ControlPlane]:
         _timings.update(plane.timings)
         yield plane
         _planes.remove(plane)
+
+
+def _keep_run_dirs() -> bool:
+    return os.environ.get("E2E_KEEP_RUN_DIR", "") not in ("", "0")
+
+
+@pytest.fixture(scope="session")
+def node(control_plane: ControlPlane) -> Iterator[Node]:
+    """containerd, a kubelet and kube-scheduler joined to the control plane; the node Ready. Pods for it:
+    ``e2e.node.pod()``."""
+    try:
+        local = Node(control_plane, keep_run_dir=_keep_run_dirs())
+    except NodeSetupError as error:
+        pytest.fail(str(error), pytrace=False)
+    with local:
+        _nodes.append(local)
+        _node_timings.update(local.timings)
+        yield local
+        _nodes.remove(local)
 
 
 @pytest.fixture(scope="session")
@@ -69,12 +91,13 @@ def pytest_runtest_makereport(
     report = outcome.get_result()
     if report.failed and _planes:
         report.sections.append(("control plane logs", _planes[-1].log_tails(30)))
+    if report.failed and _nodes:
+        report.sections.append(("node logs", _nodes[-1].log_tails(30)))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Print how long the control plane took to start, so CI logs show it."""
-    if _timings:
-        parts = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in _timings.items())
-        terminalreporter.write_line(
-            f"local control plane ready in {_timings.get('start', 0):.1f} s ({parts})"
-        )
+    """Print how long the control plane (and the node) took to start, so CI logs show it."""
+    for what, timings in (("local control plane", _timings), ("local node", _node_timings)):
+        if timings:
+            parts = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items())
+            terminalreporter.write_line(f"{what} ready in {timings.get('start', 0):.1f} s ({parts})")

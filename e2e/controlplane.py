@@ -63,6 +63,8 @@ KCM_CONTROLLERS = (
     "clusterrole-aggregation-controller",
     "resourcequota-controller",
     "ttl-after-finished-controller",
+    # Lifts the `not-ready` taint of a node once its kubelet reports Ready (e2e/node.py).
+    "node-lifecycle-controller",
 )
 
 # Generous: two cores, and kube-apiserver installs all its bootstrap objects on first start.
@@ -287,7 +289,7 @@ def _tls_context(ca_file: Path, client: CertFiles | None = None) -> ssl.SSLConte
     return context
 
 
-def _kubeconfig(server: str, pki: ControlPlanePki) -> str:
+def _kubeconfig(server: str, ca: CertificateAuthority, client: CertFiles) -> str:
     def b64(data: bytes) -> str:
         return base64.b64encode(data).decode()
 
@@ -297,15 +299,15 @@ def _kubeconfig(server: str, pki: ControlPlanePki) -> str:
         "clusters": [
             {
                 "name": "local",
-                "cluster": {"server": server, "certificate-authority-data": b64(pki.ca.cert_pem)},
+                "cluster": {"server": server, "certificate-authority-data": b64(ca.cert_pem)},
             }
         ],
         "users": [
             {
                 "name": "admin",
                 "user": {
-                    "client-certificate-data": b64(pki.admin.cert_pem),
-                    "client-key-data": b64(pki.admin.key_pem),
+                    "client-certificate-data": b64(client.cert_pem),
+                    "client-key-data": b64(client.key_pem),
                 },
             }
         ],
@@ -416,7 +418,7 @@ class ControlPlane:
     def _start(self) -> None:
         v, ports, t0 = self.versions, self.ports, time.monotonic()
         pki = self._pki = create_control_plane_pki(self.run_dir / "pki")
-        self.kubeconfig.write_text(_kubeconfig(self.server, pki))
+        self.kubeconfig.write_text(_kubeconfig(self.server, pki.ca, pki.admin))
         self.kubeconfig.chmod(0o600)
 
         etcd_url, peer_url = f"http://{LOOPBACK}:{ports['etcd']}", f"http://{LOOPBACK}:{ports['etcd-peer']}"
@@ -455,7 +457,13 @@ class ControlPlane:
                 f"--tls-cert-file={pki.apiserver.cert}",
                 f"--tls-private-key-file={pki.apiserver.key}",
                 f"--client-ca-file={pki.ca.files.cert}",
-                "--authorization-mode=RBAC",
+                # A kubelet (e2e/node.py) is authorized as its node; it serves to this client only, and
+                # is reached by its `Hostname` address, 127.0.0.1.
+                f"--kubelet-client-certificate={pki.kubelet_client.cert}",
+                f"--kubelet-client-key={pki.kubelet_client.key}",
+                f"--kubelet-certificate-authority={pki.ca.files.cert}",
+                "--kubelet-preferred-address-types=Hostname",
+                "--authorization-mode=Node,RBAC",
                 "--allow-privileged=true",
                 "--service-cluster-ip-range=10.0.0.0/24",
                 "--service-account-issuer=https://kubernetes.default.svc",
@@ -589,6 +597,12 @@ class ControlPlane:
         if self._pki is None:
             raise RuntimeError("the control plane has not been started")
         return self._pki.ca
+
+    def client_kubeconfig(self, user: str, groups: Sequence[str] = ()) -> str:
+        """A kubeconfig for this API server with a new client certificate for ``user`` in ``groups``."""
+        name = user.replace(":", "-")
+        client = self.ca.issue(name, user, organizations=groups, client=True)
+        return _kubeconfig(self.server, self.ca, client)
 
     def install_crds(self) -> None:
         """Apply every CRD (``upstream.control_plane_crds()`` and ``extra_crds``) and wait until they are

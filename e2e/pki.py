@@ -94,12 +94,14 @@ class ControlPlanePki:
     ca: CertificateAuthority
     apiserver: CertFiles
     admin: CertFiles
+    kubelet_client: CertFiles
     service_account_key: Path
     service_account_pub: Path
 
 
 def create_control_plane_pki(directory: Path) -> ControlPlanePki:
-    """CA, kube-apiserver serving cert, ``system:masters`` admin client cert, service-account key pair."""
+    """CA, kube-apiserver serving cert, ``system:masters`` admin client cert, kube-apiserver's client cert
+    towards kubelets, service-account key pair."""
     ca = CertificateAuthority(directory)
     apiserver = ca.issue(
         "apiserver",
@@ -109,8 +111,14 @@ def create_control_plane_pki(directory: Path) -> ControlPlanePki:
         server=True,
     )
     admin = ca.issue("admin", "admin", organizations=["system:masters"], client=True)
+    kubelet_client = ca.issue(
+        "apiserver-kubelet-client",
+        "kube-apiserver-kubelet-client",
+        organizations=["system:masters"],
+        client=True,
+    )
     signer = certificates.new_key_pem()
     sa_key_path, sa_pub_path = directory / "sa.key", directory / "sa.pub"
     _write_key(sa_key_path, signer)
     sa_pub_path.write_bytes(certificates.public_key_pem(signer))
-    return ControlPlanePki(ca, apiserver, admin, sa_key_path, sa_pub_path)
+    return ControlPlanePki(ca, apiserver, admin, kubelet_client, sa_key_path, sa_pub_path)

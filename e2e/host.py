@@ -1,0 +1,180 @@
+"""What a kubelet and containerd change on this machine outside their own directories, recorded before
+they start and put back after they stop (also after a failure).
+
+The kubelet sets ``vm.overcommit_memory``, ``kernel.panic`` and ``kernel.panic_on_oops`` and creates
+``/var/lib/kubelet/device-plugins`` and ``/var/log/containers`` whatever its flags; containerd 1.6 writes
+``/run/containerd/{s,fifo}``; the kubelet's cgroupfs driver creates ``kubepods`` in every cgroup hierarchy;
+the node's IP is a /32 added to ``lo``. Only one node may change these at a time: ``host_lock()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SYSCTLS = ("vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops")
+CREATED_PATHS = (
+    Path("/var/lib/kubelet/device-plugins"),
+    Path("/var/log/containers"),
+    Path("/run/containerd"),
+    Path("/var/lib/cni"),
+    Path("/run/netns"),
+)
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+KUBELET_CGROUP = "kubepods"
+LOCK_NAME = "\0kubeflow-extension-node"
+_MNT_DETACH = 2
+
+
+def first_missing(path: Path) -> Path | None:
+    """The outermost directory of ``path`` that does not exist (what removing undoes its creation), or
+    None when ``path`` exists."""
+    if path.exists():
+        return None
+    missing = path
+    while not missing.parent.exists():
+        missing = missing.parent
+    return missing
+
+
+def mount_points(mountinfo: str) -> list[str]:
+    """The mount points listed in a ``/proc/<pid>/mountinfo`` text, octal escapes decoded."""
+    points = []
+    for line in mountinfo.splitlines():
+        fields = line.split(" ")
+        if len(fields) > 4:
+            points.append(fields[4].encode().decode("unicode_escape"))
+    return points
+
+
+def beneath(points: Iterable[str], roots: Iterable[Path]) -> list[str]:
+    """The mount points at or below one of ``roots``, deepest first (the order to unmount them in)."""
+    prefixes = [str(root).rstrip("/") for root in roots]
+    inside = {p for p in points if any(p == r or p.startswith(r + "/") for r in prefixes)}
+    return sorted(inside, key=lambda p: (p.count("/"), p), reverse=True)
+
+
+def unmount_beneath(roots: Sequence[Path]) -> list[str]:
+    """Detach every mount at or below ``roots``; returns the mount points that could not be detached."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    failed: list[str] = []
+    for _ in range(3):  # a detached parent can reveal a mount that was hidden under it
+        points = beneath(mount_points(Path("/proc/self/mountinfo").read_text()), roots)
+        if not points:
+            return []
+        failed = []
+        for point in points:
+            if libc.umount2(point.encode(), _MNT_DETACH) != 0 and ctypes.get_errno() != errno.EINVAL:
+                failed.append(f"{point}: {os.strerror(ctypes.get_errno())}")
+    return failed
+
+
+def remove_cgroup_tree(directory: Path) -> list[str]:
+    """rmdir a cgroup directory and its children, deepest first (their control files go with them)."""
+    problems = []
+    for current, _dirs, _files in os.walk(directory, topdown=False):
+        try:
+            os.rmdir(current)
+        except OSError as error:
+            problems.append(f"{current}: {error.strerror}")
+    return problems
+
+
+def _cgroup_dirs() -> list[Path]:
+    if not CGROUP_ROOT.is_dir():
+        return []
+    return sorted(p / KUBELET_CGROUP for p in CGROUP_ROOT.iterdir() if p.is_dir() and os.path.ismount(p))
+
+
+def _ip(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=False, timeout=30)
+
+
+@dataclass
+class HostChanges:
+    """The host state a node changes, as found before it started; ``restore()`` puts it back."""
+
+    node_ip: str
+    sysctls: dict[str, str] = field(default_factory=dict)
+    created: list[Path] = field(default_factory=list)
+    cgroups: list[Path] = field(default_factory=list)
+    added_address: bool = False
+
+    @classmethod
+    def record(cls, node_ip: str) -> HostChanges:
+        changes = cls(node_ip)
+        for name in SYSCTLS:
+            changes.sysctls[name] = (Path("/proc/sys") / name).read_text().strip()
+        changes.created = sorted({m for m in map(first_missing, CREATED_PATHS) if m is not None})
+        changes.cgroups = [d for d in _cgroup_dirs() if not d.exists()]
+        return changes
+
+    def add_node_address(self) -> None:
+        """Put the node's IP on ``lo`` as a /32 (the kubelet refuses a loopback node IP)."""
+        shown = _ip("-o", "-4", "addr", "show", "dev", "lo").stdout
+        if f" {self.node_ip}/32 " in shown:
+            return
+        result = _ip("addr", "add", f"{self.node_ip}/32", "dev", "lo")
+        if result.returncode != 0:
+            raise RuntimeError(f"ip addr add {self.node_ip}/32 dev lo: {result.stderr.strip()}")
+        self.added_address = True
+
+    def restore(self) -> list[str]:
+        """Undo every recorded change; returns what could not be undone (empty when the host is as found)."""
+        problems = unmount_beneath(self.created)
+        for name, value in self.sysctls.items():
+            path = Path("/proc/sys") / name
+            if path.read_text().strip() != value:
+                try:
+                    path.write_text(value)
+                except OSError as error:
+                    problems.append(f"sysctl {name}={value}: {error.strerror}")
+        for path in self.created:
+            shutil.rmtree(path, ignore_errors=True)
+            if path.exists():
+                problems.append(f"{path} could not be removed")
+        for cgroup in self.cgroups:
+            if cgroup.exists():
+                problems += remove_cgroup_tree(cgroup)
+        if self.added_address:
+            result = _ip("addr", "del", f"{self.node_ip}/32", "dev", "lo")
+            if result.returncode != 0:
+                problems.append(f"ip addr del {self.node_ip}/32 dev lo: {result.stderr.strip()}")
+            self.added_address = False
+        return problems
+
+
+@contextlib.contextmanager
+def host_lock(timeout: float = 600.0) -> Iterator[None]:
+    """Hold the machine-wide node lock, waiting up to ``timeout`` seconds for another run's node.
+
+    The lock is an abstract Unix socket name: it leaves no file behind and the kernel releases it when its
+    holder dies, however it dies.
+    """
+    lock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                lock.bind(LOCK_NAME)
+                break
+            except OSError as error:
+                if error.errno != errno.EADDRINUSE:
+                    raise
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(
+                        f"another local node held the node lock for over {timeout:.0f} s"
+                    ) from None
+                time.sleep(1)
+        yield
+    finally:
+        lock.close()
