@@ -3,8 +3,9 @@
 It reads the body, parses it with orjson (the fastest JSON parser available) and answers an allowed
 AdmissionReview with no patch. ASGI app: ``bench.ceiling:app``.
 
-``/mutate-with-patch`` answers the same, plus the fixed base64 JSON Patch in ``CEILING_PATCH``: what
-kube-apiserver pays to apply and store a mutated object, with no mutation computed.
+``/patch/{name}`` answers the same, plus a fixed base64 JSON Patch: ``CEILING_PATCHES`` holds a JSON
+object of name to base64 patch. It shows what kube-apiserver pays to apply and store a mutated object,
+with no mutation computed.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+PATCHES: dict[str, str] = orjson.loads(os.environ.get("CEILING_PATCHES", "{}"))
+
 
 async def mutate(request: Request) -> Response:
     review = orjson.loads(await request.body())
@@ -28,12 +31,14 @@ async def mutate(request: Request) -> Response:
     return Response(orjson.dumps(answer), media_type="application/json")
 
 
-PATCH = os.environ.get("CEILING_PATCH", "")
-
-
 async def mutate_with_patch(request: Request) -> Response:
     review = orjson.loads(await request.body())
-    response = {"uid": review["request"]["uid"], "allowed": True, "patchType": "JSONPatch", "patch": PATCH}
+    response = {
+        "uid": review["request"]["uid"],
+        "allowed": True,
+        "patchType": "JSONPatch",
+        "patch": PATCHES[request.path_params["name"]],
+    }
     answer = {"apiVersion": review["apiVersion"], "kind": "AdmissionReview", "response": response}
     return Response(orjson.dumps(answer), media_type="application/json")
 
@@ -45,7 +50,7 @@ async def healthz(_: Request) -> Response:
 app = Starlette(
     routes=[
         Route("/mutate", mutate, methods=["POST"]),
-        Route("/mutate-with-patch", mutate_with_patch, methods=["POST"]),
+        Route("/patch/{name}", mutate_with_patch, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]
 )

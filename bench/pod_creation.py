@@ -58,8 +58,8 @@ def admin_context(kubeconfig: Path, work_dir: Path) -> ssl.SSLContext:
     return context
 
 
-def pod_body(namespace: str) -> bytes:
-    pod = trial_pod_object()
+def pod_body(namespace: str, size: int = 20 * 1024) -> bytes:
+    pod = trial_pod_object(size)
     # No owner: the garbage collector would delete Pods whose Job does not exist, adding load.
     pod["metadata"].pop("ownerReferences", None)
     pod["metadata"]["namespace"] = namespace
@@ -67,9 +67,10 @@ def pod_body(namespace: str) -> bytes:
 
 
 class Creator:
-    def __init__(self, port: int, context: ssl.SSLContext) -> None:
-        self.port, self.context = port, context
-        self.bodies = {ns: pod_body(ns) for ns in SIDES}
+    """Creates Pods through kube-apiserver: one body per namespace, sent as is."""
+
+    def __init__(self, port: int, context: ssl.SSLContext, bodies: dict[str, bytes]) -> None:
+        self.port, self.context, self.bodies = port, context, bodies
 
     def connection(self) -> Connection:
         return Connection(HOST, self.port, self.context, timeout=30)
@@ -106,6 +107,48 @@ class Creator:
         return latencies, run_on_connections(workers, connections)
 
 
+def our_patch(body: bytes) -> list[dict[str, Any]]:
+    """What our webhook answers for this Pod, as JSON Patch operations."""
+    return [dict(op) for op in run_mutations(orjson.loads(body), "Pod", Config()).ops]
+
+
+def start_ceiling(plane: Any, patches: dict[str, list[dict[str, Any]]]) -> Any:
+    """``bench.ceiling:app`` over HTTPS; ``/patch/<name>`` answers with ``patches[name]``."""
+    encoded = {name: base64.b64encode(orjson.dumps(ops)).decode() for name, ops in patches.items()}
+    return plane.start_service(
+        "ceiling", "bench.ceiling:app", tls=True, env={"CEILING_PATCHES": orjson.dumps(encoded).decode()}
+    )
+
+
+def ceiling_configuration(plane: Any, ceiling: Any, name: str, path: str) -> dict[str, Any]:
+    """A copy of our webhook configuration sending the reviews of namespaces labelled
+    ``kfext-bench: <name>`` to the ceiling's ``path``."""
+    manifests = REPO_ROOT / "webhook" / "manifests"
+    (configuration,) = [
+        d
+        for d in plane.localized_manifests(manifests, webhook=ceiling)
+        if d["kind"] == "MutatingWebhookConfiguration"
+    ]
+    assert isinstance(configuration, dict)
+    configuration["metadata"] = {"name": f"kfext-bench-{name}"}
+    for hook in configuration["webhooks"]:
+        hook["namespaceSelector"] = {"matchLabels": {"kfext-bench": name}}
+        hook["clientConfig"]["url"] = hook["clientConfig"]["url"].replace("/mutate", path)
+    return configuration
+
+
+def namespace_documents(name: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+    """A namespace and the ``default-editor`` ServiceAccount the trial Pod runs as."""
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}},
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": "default-editor", "namespace": name},
+        },
+    ]
+
+
 def setup(plane: Any) -> Any:
     """Our webhook for the profile namespace; a copy of its configuration, selecting only the ceiling's
     namespace, sends the same reviews to ``bench.ceiling:app`` (what TLS, HTTP and the API server's own
@@ -113,25 +156,11 @@ def setup(plane: Any) -> Any:
     manifests = REPO_ROOT / "webhook" / "manifests"
     webhook = plane.start_webhook()
     plane.apply_project_manifests(manifests, webhook=webhook)
-    patch = run_mutations(orjson.loads(pod_body(PATCHED_NS)), "Pod", Config()).ops
-    ceiling = plane.start_service(
-        "ceiling",
-        "bench.ceiling:app",
-        tls=True,
-        env={"CEILING_PATCH": base64.b64encode(orjson.dumps(patch)).decode()},
-    )
-    documents: list[dict[str, Any]] = []
-    for name, path in (("ceiling", "/mutate"), ("patch", "/mutate-with-patch")):
-        (configuration,) = [
-            d
-            for d in plane.localized_manifests(manifests, webhook=ceiling)
-            if d["kind"] == "MutatingWebhookConfiguration"
-        ]
-        configuration["metadata"] = {"name": f"kfext-bench-{name}"}
-        for hook in configuration["webhooks"]:
-            hook["namespaceSelector"] = {"matchLabels": {"kfext-bench": name}}
-            hook["clientConfig"]["url"] = hook["clientConfig"]["url"].replace("/mutate", path)
-        documents.append(configuration)
+    ceiling = start_ceiling(plane, {"ours": our_patch(pod_body(PATCHED_NS))})
+    documents = [
+        ceiling_configuration(plane, ceiling, "ceiling", "/mutate"),
+        ceiling_configuration(plane, ceiling, "patch", "/patch/ours"),
+    ]
     namespaces: tuple[tuple[str, dict[str, str]], ...] = (
         (PROFILE_NS, {"app.kubernetes.io/part-of": "kubeflow-profile"}),
         (PLAIN_NS, {}),
@@ -139,16 +168,7 @@ def setup(plane: Any) -> Any:
         (PATCHED_NS, {"kfext-bench": "patch"}),
     )
     for name, labels in namespaces:
-        documents.append(
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
-        )
-        documents.append(
-            {
-                "apiVersion": "v1",
-                "kind": "ServiceAccount",
-                "metadata": {"name": "default-editor", "namespace": name},
-            }
-        )
+        documents += namespace_documents(name, labels)
     plane.kubectl.apply(documents)
     return webhook
 
@@ -181,7 +201,11 @@ def run(durations: Durations, work_dir: Path) -> dict[str, Any]:
     results: dict[str, Any] = {"clients": {}}
     with ControlPlane() as plane:
         webhook = setup(plane)
-        creator = Creator(int(plane.server.rsplit(":", 1)[1]), admin_context(plane.kubeconfig, work_dir))
+        creator = Creator(
+            int(plane.server.rsplit(":", 1)[1]),
+            admin_context(plane.kubeconfig, work_dir),
+            {ns: pod_body(ns) for ns in SIDES},
+        )
         wait_until_mutating(creator)
         for namespace in SIDES:  # warm every path (connections, caches)
             creator.batch(namespace, 10, 50)

@@ -343,6 +343,7 @@ class ControlPlane:
         die_with_parent: bool = True,
         extra_crds: Sequence[Path] = (),
         image: str | None = None,
+        profiling: bool = False,
     ) -> None:
         self.versions = versions or versions_module.load()
         require_binaries(self.versions)
@@ -356,6 +357,7 @@ class ControlPlane:
         self.die_with_parent = die_with_parent
         self.extra_crds = list(extra_crds)
         self.image = image
+        self.profiling = profiling  # kube-apiserver's /debug/pprof, for benchmarks
         self.logs_dir = self.run_dir / "logs"
         self.kubeconfig = self.run_dir / "admin.kubeconfig"
         self.kubectl = Kubectl(self.kubeconfig)
@@ -469,7 +471,7 @@ class ControlPlane:
                 "--service-account-issuer=https://kubernetes.default.svc",
                 f"--service-account-key-file={pki.service_account_pub}",
                 f"--service-account-signing-key-file={pki.service_account_key}",
-                "--profiling=false",
+                f"--profiling={str(self.profiling).lower()}",
                 "--v=1",
             ],
         )
