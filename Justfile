@@ -76,7 +76,8 @@ e2e:
     bash e2e/kind/run.sh
 
 # Benchmarks side by side (webhook against a bare ceiling, hooks, pod creation, memory); writes
-# bench/RESULTS.md. `just bench --quick`, `just bench --only webhook`, `just bench --only memory --minutes 10`.
+# bench/RESULTS.md. `just bench --quick`, `just bench --only webhook`, `just bench --only memory --minutes 10`,
+# `just bench --only instructions` (callgrind), `just bench --only explain` (kube-apiserver's side of a patch).
 bench *args:
     python -m bench {{args}}
 

@@ -21,6 +21,7 @@ from bench import (
     instructions,
     memory,
     pod_creation,
+    pod_explain,
     stats,
     webhook_direct,
 )
@@ -36,8 +37,9 @@ PARTS: dict[str, tuple[str, Any]] = {
     "pods": ("Pod creation through kube-apiserver (local control plane)", pod_creation),
     "memory": ("Memory under sustained load", memory),
     "instructions": ("Instructions per review (callgrind), webhook and ceiling in-process", instructions),
+    "explain": ("Where kube-apiserver spends a patch's latency, one hypothesis per side", pod_explain),
 }
-OPT_IN: frozenset[str] = frozenset()
+OPT_IN = frozenset({"explain"})
 """Parts that run only when named with ``--only`` (long, and for analysis rather than targets)."""
 
 

@@ -81,7 +81,7 @@ SIDES = (
         path="/mutate",
         webhooks=_trial_pods_only_unconditional,
     ),
-    Side("patch", "our patch for this Pod (3 ops, 2.6 KB)", path="/patch/ours-large"),
+    Side("patch", "our patch for this Pod (3 ops)", path="/patch/ours-large"),
     Side("patch-never", "our patch, reinvocationPolicy Never", path="/patch/ours-large", webhooks=_never),
     Side("replace", "same result as one replace per changed container", path="/patch/replace"),
     Side("label", "one small add (a label): any change at all", path="/patch/label"),
