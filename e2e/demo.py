@@ -8,14 +8,19 @@ metrics collector and a classic Istio proxy, a Kale trial Pod, a notebook Pod an
 prints what Metacontroller created for the namespace and, for every object, what admission changed
 between what was sent and what the API server stored.
 
+It runs once per identity mode (``header``, ``token``, ``both``; ``--identity-mode`` picks one), each on a
+control plane of its own, and reports the mode with what it created.
+
 It doubles as a smoke test: the exit code is 1 when an expected effect is missing, and the report says
-which. ``--keep`` leaves everything running (stop it with ``python -m e2e.controlplane down``).
+which. ``--keep`` leaves the last run's control plane running (stop it with
+``python -m e2e.controlplane down``).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import difflib
 import json
 import re
@@ -40,9 +45,9 @@ from e2e.objects import profile_objects
 from e2e.processes import eventually
 from hooks.desired import CURRENT_ISTIO, desired
 from hooks.istio import MANAGED_BY, NAMESPACE_LABEL
-from service.config import Config
+from service.config import IDENTITY_MODES, Config
 from tests.webhook import katib_objects
-from webhook.mutations import ISTIO_INJECT, collector, kale
+from webhook.mutations import ISTIO_INJECT, collector, kale, token
 
 # -- the diff: pure ---------------------------------------------------------------------------------
 
@@ -391,10 +396,17 @@ def container(pod: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     return next((c for c in lookup(pod, "spec", "containers") or [] if c.get("name") == name), {})
 
 
-def check_children(checks: Checks, found: Mapping[str, Object | None]) -> None:
-    """Each child exists, as the hooks would make it, and is owned by the Namespace."""
+def wanted_children(config: Config) -> list[Object]:
     profile = {"metadata": {"name": PROFILE}, "spec": {"owner": {"name": OWNER}}}
-    for want in desired(PROFILE, profile, CURRENT_ISTIO, CONFIG):
+    return desired(PROFILE, profile, CURRENT_ISTIO, config)
+
+
+def check_children(checks: Checks, found: Mapping[str, Object | None], config: Config = CONFIG) -> None:
+    """Each child exists, as the hooks would make it, and is owned by the Namespace; no other child."""
+    wanted = wanted_children(config)
+    for kind in sorted(set(found) - {w["kind"] for w in wanted}):
+        checks.expect(f"no {kind} in {config.identity_mode} identity mode", found[kind] is None)
+    for want in wanted:
         kind, metadata = want["kind"], want["metadata"]
         what = f"{kind} {metadata['namespace']}/{metadata['name']}"
         stored = found.get(kind)
@@ -449,6 +461,30 @@ def check_kale(checks: Checks, what: str, stored: Object) -> None:
     checks.expect(f"{what}: Kale's program retries get_run", any(kale.MARKER in w for w in words))
 
 
+def check_token(checks: Checks, what: str, spec: Any, config: Config) -> None:
+    """Token identity: the projected token in every ordinary container; none in header mode."""
+    volumes = [v for v in lookup(spec, "volumes") or [] if v.get("name") == config.token_volume]
+    if config.identity_mode == "header":
+        checks.expect(f"{what}: no token volume in header mode", not volumes)
+        return
+    checks.expect(
+        f"{what}: one projected {config.token_audience} token volume",
+        len(volumes) == 1 and token.provides_token(volumes[0], config),
+    )
+    for item in lookup(spec, "containers") or []:
+        if item.get("name") == token.PROXY_CONTAINER:
+            continue
+        mounted = any(
+            m.get("name") == config.token_volume and m.get("mountPath") == config.token_directory
+            for m in item.get("volumeMounts") or []
+        )
+        env = {"name": config.token_path_env, "value": config.token_path} in (item.get("env") or [])
+        checks.expect(
+            f"{what}: container {item.get('name')} mounts the token and has {config.token_path_env}",
+            mounted and env,
+        )
+
+
 def check_label(checks: Checks, what: str, stored: Object) -> None:
     checks.expect(
         f"{what}: label {CONFIG.workload_label}=true",
@@ -479,6 +515,7 @@ class Demo:
     """The scenario on a started control plane: ``run()`` then ``report()``."""
 
     plane: ControlPlane
+    mode: str = "header"
     checks: Checks = field(default_factory=Checks)
     timings: dict[str, float] = field(default_factory=dict)
     services: dict[str, str] = field(default_factory=dict)
@@ -489,6 +526,10 @@ class Demo:
     def kubectl(self) -> Kubectl:
         return self.plane.kubectl
 
+    @property
+    def config(self) -> Config:
+        return dataclasses.replace(CONFIG, identity_mode=self.mode)
+
     def _lap(self, name: str, since: float) -> float:
         now = time.monotonic()
         self.timings[name] = now - since
@@ -496,8 +537,9 @@ class Demo:
 
     def run(self) -> None:
         began = time.monotonic()
-        hooks = self.plane.start_hooks()
-        webhook = self.plane.start_webhook()
+        mode = {"KFEXT_IDENTITY_MODE": self.mode}
+        hooks = self.plane.start_hooks(env=mode)
+        webhook = self.plane.start_webhook(env=mode)
         self.services = {
             s.name: f"{s.url}  (image {s.image})" if s.image else s.url for s in (hooks, webhook)
         }
@@ -508,7 +550,7 @@ class Demo:
 
         self.kubectl.apply(profile_objects(PROFILE, OWNER, CONFIG))
         self.children = self.wait_for_children()
-        check_children(self.checks, self.children)
+        check_children(self.checks, self.children, self.config)
         began = self._lap("profile namespace to children", began)
 
         self.wait_for_admission()
@@ -516,9 +558,11 @@ class Demo:
         self._lap("workloads", began)
 
     def wait_for_children(self) -> dict[str, Object | None]:
+        kinds = {w["kind"] for w in wanted_children(self.config)}
+
         def found() -> dict[str, Object | None] | None:
             children = self.find_children()
-            return children if all(children.values()) else None
+            return children if {k for k, v in children.items() if v} == kinds else None
 
         try:
             return eventually(found, what="Metacontroller's children", timeout=CHILDREN_TIMEOUT)
@@ -575,6 +619,7 @@ class Demo:
         check_trial_pod_template(
             self.checks, f"Job {PROFILE}/{TRIAL} template", template["metadata"], template["spec"]
         )
+        check_token(self.checks, f"Job {PROFILE}/{TRIAL} template", template["spec"], self.config)
 
         job_pod = self.wait_for_job_pod(stored_job)
         if job_pod is not None:
@@ -591,6 +636,7 @@ class Demo:
             what = f"Pod {PROFILE}/{job_pod['metadata']['name']}"
             check_trial_pod_template(self.checks, what, job_pod["metadata"], job_pod["spec"])
             check_kale(self.checks, what, job_pod)
+            check_token(self.checks, what, job_pod["spec"], self.config)
 
         stored = {p["metadata"]["name"]: p for p in self.kubectl("get", "pods", "-n", PROFILE)["items"]}
         for name, (title, _) in pods.items():
@@ -606,6 +652,9 @@ class Demo:
             check_kale(self.checks, f"Pod {PROFILE}/kale-trial", stored["kale-trial"])
         if "my-notebook-0" in stored:
             check_label(self.checks, f"Pod {PROFILE}/my-notebook-0", stored["my-notebook-0"])
+        for name in ("katib-trial", "kale-trial", "my-notebook-0"):
+            if name in stored:
+                check_token(self.checks, f"Pod {PROFILE}/{name}", stored[name]["spec"], self.config)
         if "plain-pod" in stored:
             self.checks.expect(
                 f"Pod {PROFILE}/plain-pod unchanged",
@@ -628,7 +677,8 @@ class Demo:
     # -- the report ---------------------------------------------------------------------------------
 
     def report(self) -> list[str]:
-        lines = [f"{name:<8} {url}" for name, url in self.services.items()]
+        lines = [f"Identity mode: {self.mode}", ""]
+        lines += [f"{name:<8} {url}" for name, url in self.services.items()]
         lines += [
             "",
             f"Profile {PROFILE} (owner {OWNER}), Namespace {PROFILE}: children created by Metacontroller",
@@ -654,7 +704,9 @@ def facts(obj: Mapping[str, Any]) -> list[str]:
         target = ",".join(f"{k}={v}" for k, v in (lookup(spec, "selector", "matchLabels") or {}).items())
         for rule in spec.get("rules", []):
             principals = [p for f in rule.get("from", []) for p in lookup(f, "source", "principals") or []]
-            conditions = [_condition(w.get("key"), w.get("values") or []) for w in rule.get("when", [])]
+            conditions = [
+                _condition(w.get("key"), w.get("values"), w.get("notValues")) for w in rule.get("when", [])
+            ]
             lines.append(f"{spec.get('action')} {', '.join(principals)} → pods {target}")
             lines.append(f"only when {' and '.join(conditions)}")
     elif obj.get("kind") == "EnvoyFilter":
@@ -671,7 +723,12 @@ def facts(obj: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _condition(key: str, values: Sequence[str]) -> str:
+def _condition(key: str, values: Sequence[str] | None, not_values: Sequence[str] | None = None) -> str:
+    if not_values is not None:
+        return f"{key} absent" if list(not_values) == ["*"] else f"{key} not in [{', '.join(not_values)}]"
+    values = values or []
+    if list(values) == ["*"]:
+        return f"{key} present"
     return f"{key} == {values[0]}" if len(values) == 1 else f"{key} in [{', '.join(values)}]"
 
 
@@ -683,16 +740,48 @@ def down_command(state: Path) -> str:
     return f"python -m e2e.controlplane{flag} down"
 
 
+def run_mode(mode: str, arguments: argparse.Namespace, keep: bool, began: float) -> list[str]:
+    """One demo run on a control plane of its own; the expected effects that are missing."""
+    plane = ControlPlane(keep_run_dir=keep, die_with_parent=not keep, image=arguments.image)
+    print(f"\n== identity mode {mode} ==")
+    print("Starting etcd, kube-apiserver, kube-controller-manager and Metacontroller on 127.0.0.1 ...")
+    with plane:
+        print(f"control plane up in {plane.timings['start']:.1f} s: {plane.server}")
+        demo = Demo(plane, mode=mode)
+        demo.run()
+        print("\n".join(demo.report()))
+        timings = {"control plane": plane.timings["start"], **demo.timings}
+        timings["total"] = time.monotonic() - began
+        print("\nTimings: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items()))
+        missing = demo.checks.missing
+        if missing:
+            print(f"FAILED ({mode}): {len(missing)} of {len(demo.checks.results)} expected effects missing:")
+            print("\n".join(f"  - {what}" for what in missing))
+            plane.report_failure(lines=15)
+        else:
+            print(f"OK ({mode}): all {len(demo.checks.results)} expected effects present")
+        if keep:
+            arguments.state.write_text(json.dumps(plane.state(), indent=2))
+            plane.detach()
+            print(f"\nStill running. export KUBECONFIG={plane.kubeconfig}")
+            print(f"Stop it with: {down_command(arguments.state)}")
+    return missing
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m e2e.demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--keep", action="store_true", help="leave everything running afterwards")
+    parser.add_argument("--keep", action="store_true", help="leave the last run's control plane running")
     parser.add_argument(
         "--image", help="run the hooks and the webhook from this image (podman) instead of this checkout"
     )
     parser.add_argument(
         "--state", type=Path, default=DEFAULT_STATE_FILE, help="state file for --keep, as e2e.controlplane's"
     )
+    parser.add_argument(
+        "--identity-mode", choices=IDENTITY_MODES, help="run only this identity mode (default: each in turn)"
+    )
     arguments = parser.parse_args(argv)
+    modes = [arguments.identity_mode] if arguments.identity_mode else list(IDENTITY_MODES)
     began = time.monotonic()
     if arguments.keep and state_is_live(arguments.state):
         print(
@@ -703,45 +792,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the ControlPlane, which stops every process it started.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    outcome: dict[str, str] = {}
     try:
-        plane = ControlPlane(
-            keep_run_dir=arguments.keep, die_with_parent=not arguments.keep, image=arguments.image
-        )
+        for mode in modes:
+            missing = run_mode(mode, arguments, arguments.keep and mode == modes[-1], time.monotonic())
+            outcome[mode] = f"{len(missing)} expected effects missing" if missing else "OK"
     except MissingBinariesError as error:
         print(error, file=sys.stderr)
         return 2
-    missing: list[str] = []
-    print("Starting etcd, kube-apiserver, kube-controller-manager and Metacontroller on 127.0.0.1 ...")
-    try:
-        with plane:
-            print(f"control plane up in {plane.timings['start']:.1f} s: {plane.server}")
-            demo = Demo(plane)
-            demo.run()
-            print("\n".join(demo.report()))
-            timings = {"control plane": plane.timings["start"], **demo.timings}
-            timings["total"] = time.monotonic() - began
-            print("\nTimings: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items()))
-            missing = demo.checks.missing
-            if missing:
-                print(f"FAILED: {len(missing)} of {len(demo.checks.results)} expected effects missing:")
-                print("\n".join(f"  - {what}" for what in missing))
-                plane.report_failure(lines=15)
-            else:
-                print(f"OK: all {len(demo.checks.results)} expected effects present")
-            if arguments.keep:
-                arguments.state.write_text(json.dumps(plane.state(), indent=2))
-                plane.detach()
-                print(f"\nStill running. export KUBECONFIG={plane.kubeconfig}")
-                print(f"Stop it with: {down_command(arguments.state)}")
     except KeyboardInterrupt:
         print("interrupted; everything stopped", file=sys.stderr)
         return 130
     except (TimeoutError, KubectlError, RuntimeError) as error:
         print(f"FAILED: {error}", file=sys.stderr)
         return 1
+    print("\nIdentity modes: " + ", ".join(f"{mode} {result}" for mode, result in outcome.items()))
     if not arguments.keep:
         print(f"Stopped everything ({time.monotonic() - began:.1f} s in all).")
-    return 1 if missing else 0
+    return 0 if all(result == "OK" for result in outcome.values()) else 1
 
 
 if __name__ == "__main__":

@@ -10,7 +10,10 @@ from e2e.demo import (
     JOB_CONTROLLER_FIELDS,
     MISSING,
     Change,
+    Checks,
     admission_diff,
+    check_children,
+    check_token,
     describe,
     diff,
     facts,
@@ -233,3 +236,36 @@ def test_facts_name_the_principal_and_the_header_value() -> None:
         "only when request.headers[kubeflow-userid] == alice@example.com",
     ]
     assert facts(envoy_filter)[0] == "sets kubeflow-userid: alice@example.com (OVERWRITE_IF_EXISTS_OR_ADD)"
+
+
+def test_facts_of_the_token_rule_say_bearer_present_and_identity_header_absent() -> None:
+    profile = {"metadata": {"name": "alice"}, "spec": {"owner": {"name": "alice@example.com"}}}
+    (policy,) = desired("alice", profile, CURRENT_ISTIO, Config(identity_mode="token"))
+    assert facts(policy) == [
+        "ALLOW cluster.local/ns/alice/sa/default-editor → pods app=ml-pipeline",
+        "only when request.headers[authorization] present and request.headers[kubeflow-userid] absent",
+    ]
+
+
+def test_token_checks_fail_without_the_token_and_pass_with_it() -> None:
+    token_config = Config(identity_mode="token")
+    pod = katib_objects.notebook_pod()
+    checks = Checks()
+    check_token(checks, "unmutated", pod["spec"], token_config)
+    assert checks.missing
+    mutated = mutate_object(pod, token_config).obj
+    checks = Checks()
+    check_token(checks, "mutated", mutated["spec"], token_config)
+    assert checks.results and not checks.missing
+    checks = Checks()
+    check_token(checks, "header mode", mutated["spec"], CONFIG)
+    assert checks.missing == ["header mode: no token volume in header mode"]
+
+
+def test_children_check_wants_no_envoy_filter_in_token_mode() -> None:
+    token_config = Config(identity_mode="token")
+    profile = {"metadata": {"name": "alice"}, "spec": {"owner": {"name": "alice@example.com"}}}
+    header_children = {o["kind"]: o for o in desired("alice", profile, CURRENT_ISTIO, CONFIG)}
+    checks = Checks()
+    check_children(checks, header_children, token_config)
+    assert "no EnvoyFilter in token identity mode" in checks.missing
