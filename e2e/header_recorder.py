@@ -8,12 +8,25 @@ absent). An empty object is a valid answer to the list calls the kfp clients mak
 
 from __future__ import annotations
 
+import fcntl
 import json
+import socket
+import struct
 import sys
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 from e2e.stubs import JsonHandler
+
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+
+
+def loopback_up() -> None:
+    """Bring ``lo`` up, as ``ip link set lo up`` would: a new network namespace starts with it down."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sH", b"lo", 0)
+        flags = struct.unpack("16sH", fcntl.ioctl(sock, SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sH", b"lo", flags | IFF_UP))
 
 
 def serve(port: int, record: Path) -> None:
@@ -36,4 +49,5 @@ def serve(port: int, record: Path) -> None:
 
 
 if __name__ == "__main__":
+    loopback_up()
     serve(int(sys.argv[1]), Path(sys.argv[2]))

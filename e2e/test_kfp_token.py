@@ -31,7 +31,6 @@ KUBE_API_TOKEN = "the-default-service-account-token-not-for-kfp"
 
 POD_SHELL = """
 set -eu
-ip link set lo up
 mount -t tmpfs tmpfs /run
 mkdir -p /run/secrets/kubernetes.io/serviceaccount
 printf %s "$KUBE_API_TOKEN" > /run/secrets/kubernetes.io/serviceaccount/token
