@@ -60,6 +60,10 @@ class Request:
     method: str
     path: str
     answer: Fault
+    authorization: str | None = None
+    """The ``Authorization`` header, as sent."""
+    userid: str | None = None
+    """The ``kubeflow-userid`` header, as sent."""
 
 
 @dataclass
@@ -89,9 +93,10 @@ class MlPipelineStandIn:
             planned = self.faults.get(route)
             return planned.pop(0) if planned else None
 
-    def record(self, route: str, method: str, path: str, answer: Fault) -> None:
+    def record(self, route: str, method: str, path: str, answer: Fault, headers: Any = None) -> None:
+        identity = (headers.get("Authorization"), headers.get("kubeflow-userid")) if headers else (None, None)
         with self.lock:
-            self.requests.append(Request(route, method, path, answer))
+            self.requests.append(Request(route, method, path, answer, *identity))
 
     def kubeconfig(self, path: Path) -> Path:
         """A kubeconfig whose cluster is this stand-in (plain HTTP, no credentials)."""
@@ -187,12 +192,12 @@ class _Handler(JsonHandler):
         state = self.server.state
         found = self._route(method)
         if found is None:
-            state.record("unknown", method, self.path, 404)
+            state.record("unknown", method, self.path, 404, self.headers)
             self.answer(404, {"error": f"the stand-in has no route for {method} {self.path}", "code": 5})
             return
         route, match = found
         fault = state.next_fault(route)
-        state.record(route, method, self.path, 200 if fault is None else fault)
+        state.record(route, method, self.path, 200 if fault is None else fault, self.headers)
         if fault == "drop":
             self.close_connection = True
             self.connection.close()
@@ -216,16 +221,18 @@ class _Handler(JsonHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, state: MlPipelineStandIn) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, state: MlPipelineStandIn, port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), _Handler)
         self.state = state
 
 
 @contextmanager
-def ml_pipeline_standin(faults: dict[str, list[Fault]] | None = None) -> Iterator[MlPipelineStandIn]:
-    """A running stand-in on a free loopback port, stopped on exit."""
+def ml_pipeline_standin(
+    faults: dict[str, list[Fault]] | None = None, port: int = 0
+) -> Iterator[MlPipelineStandIn]:
+    """A running stand-in on a loopback port (0: a free one), stopped on exit."""
     state = MlPipelineStandIn(faults={route: list(planned) for route, planned in (faults or {}).items()})
-    server = _Server(state)
+    server = _Server(state, port)
     state.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, name="ml-pipeline-standin", daemon=True)
     thread.start()

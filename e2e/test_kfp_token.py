@@ -1,12 +1,12 @@
-"""The SDK path of token identity: the real kfp clients (1.8 and 2.x from PyPI) in a Pod-like environment send
-the mounted token as ``Authorization: Bearer`` to ml-pipeline.
+"""The SDK path of token identity: the real kfp clients (1.8.22 and 2.16.0 from PyPI, in the Kale
+environments) in a Pod-like environment send the mounted token as ``Authorization: Bearer`` to ml-pipeline.
 
 kfp (1.8.22 ``_client.py`` and 2.x ``client/client.py`` ``_load_config``) adds the token only in-cluster:
 ``kfp.Client()`` without a host, ``kubernetes.config.load_incluster_config()`` succeeding, then host
 ``ml-pipeline.kubeflow.svc.cluster.local:8888`` and the credentials that read ``KF_PIPELINES_SA_TOKEN_PATH``
 before every request. So each client runs in a mount and network namespace of its own that looks like a
 Pod: the in-cluster service account files, ``KUBERNETES_SERVICE_HOST``, ml-pipeline's name resolved to that
-namespace's loopback, where a recorder listens on port 8888. Nothing leaves the namespace.
+namespace's loopback, where the ml-pipeline stand-in listens on port 8888. Nothing leaves the namespace.
 """
 
 from __future__ import annotations
@@ -21,13 +21,15 @@ from typing import Any
 
 import pytest
 
-from e2e import kfp_clients
 from e2e.controlplane import REPO_ROOT
+from e2e.kale_peers import kale_python
 
 pytestmark = pytest.mark.e2e
 
 ML_PIPELINE = "ml-pipeline.kubeflow.svc.cluster.local"
 KUBE_API_TOKEN = "the-default-service-account-token-not-for-kfp"
+CLIENTS = {"kfp 1.8.22": "0.7.0", "kfp 2.16.0": "2.3.0"}
+"""Each kfp client, by the Kale release whose environment holds it (e2e/kale_peers.py)."""
 
 POD_SHELL = """
 set -eu
@@ -36,17 +38,7 @@ mkdir -p /run/secrets/kubernetes.io/serviceaccount
 printf %s "$KUBE_API_TOKEN" > /run/secrets/kubernetes.io/serviceaccount/token
 printf 'not used\\n' > /run/secrets/kubernetes.io/serviceaccount/ca.crt
 mount --bind "$WORK/hosts" /etc/hosts
-"$RECORDER_PYTHON" -m e2e.header_recorder 8888 "$WORK/requests" &
-recorder=$!
-tries=0
-until [ -e "$WORK/requests" ]; do
-  tries=$((tries + 1)); [ "$tries" -lt 600 ] || exit 97
-  sleep 0.1
-done
-status=0
-"$KFP_PYTHON" -c "$PROGRAM" || status=$?
-kill "$recorder"
-exit "$status"
+exec "$STANDIN_PYTHON" -m e2e.pod_network "$WORK/requests.json" -- "$KFP_PYTHON" -c "$PROGRAM"
 """
 
 CLIENT_PROGRAM = textwrap.dedent(
@@ -69,7 +61,7 @@ def run_in_pod(kfp_python: Path, work: Path, token_path: Path | None) -> list[di
         "HOME": str(work),
         "WORK": str(work),
         "PYTHONPATH": str(REPO_ROOT),
-        "RECORDER_PYTHON": sys.executable,
+        "STANDIN_PYTHON": sys.executable,
         "KFP_PYTHON": str(kfp_python),
         "PROGRAM": CLIENT_PROGRAM,
         "KUBE_API_TOKEN": KUBE_API_TOKEN,
@@ -84,21 +76,22 @@ def run_in_pod(kfp_python: Path, work: Path, token_path: Path | None) -> list[di
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
         check=False,
     )
     assert result.returncode == 0, result.stderr[-4000:]
-    return [json.loads(line) for line in (work / "requests").read_text().splitlines()]
+    requests: list[dict[str, Any]] = json.loads((work / "requests.json").read_text())
+    return requests
 
 
-@pytest.fixture(scope="module", params=kfp_clients.VERSIONS)
+@pytest.fixture(scope="module", params=sorted(CLIENTS))
 def kfp_python(request: pytest.FixtureRequest) -> Path:
-    return kfp_clients.python(request.param)
+    return kale_python(CLIENTS[request.param])
 
 
 def experiment_lists(requests: list[dict[str, Any]]) -> list[int]:
     """Where the two ``list_experiments`` calls are among the requests (kfp 1.8 also asks healthz)."""
-    found = [i for i, r in enumerate(requests) if "/experiments" in r["path"]]
+    found = [i for i, r in enumerate(requests) if r["route"] == "list_experiments"]
     assert len(found) == 2, requests
     return found
 
@@ -110,9 +103,8 @@ def test_the_client_sends_the_mounted_token_and_its_renewal(kfp_python: Path, tm
     requests = run_in_pod(kfp_python, tmp_path, token)
     _, second = experiment_lists(requests)
     for index, request in enumerate(requests):
-        assert request["host"] == f"{ML_PIPELINE}:8888"
-        assert request["path"].startswith(("/apis/v1beta1/", "/apis/v2beta1/"))
-        assert request["kubeflow-userid"] is None
+        assert request["route"] != "unknown", request
+        assert request["userid"] is None
         expected = "token-issued-for-default-editor" if index < second else "token-after-rotation"
         assert request["authorization"] == f"Bearer {expected}", request
 
