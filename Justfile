@@ -71,6 +71,12 @@ build-control-plane:
 e2e-node *args:
     pytest -m node e2e {{args}}
 
+# Regenerate tests/webhook/fixtures/katib-v<KATIB_VERSION>/: trial Pods from Katib's own Pod webhook.
+katib-fixtures:
+    bash e2e/build-control-plane.sh katib
+    source e2e/versions.env && out=tests/webhook/fixtures/katib-v$KATIB_VERSION && rm -rf "$out" && \
+      "${KUBEFLOW_EXTENSION_CACHE:-$HOME/.cache/kubeflow-extension}/katib-$KATIB_VERSION/bin/trial-pods" "$out"
+
 # End-to-end on kind with Istio, Metacontroller and Katib (needs Docker and internet; not run in CI).
 e2e:
     bash e2e/kind/run.sh

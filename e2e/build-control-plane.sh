@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds etcd, kube-apiserver, kube-controller-manager, Metacontroller, and for `just e2e-node` kube-scheduler and
-# the kubelet, from their Go modules into
+# Builds etcd, kube-apiserver, kube-controller-manager, Metacontroller, for `just e2e-node` kube-scheduler and
+# the kubelet, and the programs of the e2e/katib module (run against Katib's own code by the tests), from
+# their Go modules into
 # ${KUBEFLOW_EXTENSION_CACHE:-~/.cache/kubeflow-extension}/<component>-<version>/, skipping any binary already there.
 # Every module comes from the Go module proxy; nothing is written inside the repository.
 set -euo pipefail
@@ -15,6 +16,7 @@ export GONOSUMDB=github.com/metacontroller/metacontroller
 k8s_dir=$cache/kubernetes-$KUBERNETES_VERSION
 etcd_dir=$cache/etcd-$ETCD_VERSION
 mc_dir=$cache/metacontroller-$METACONTROLLER_VERSION
+katib_dir=$cache/katib-$KATIB_VERSION
 
 log() { printf '[build %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
@@ -85,9 +87,41 @@ build_metacontroller() {
   log "metacontroller $METACONTROLLER_VERSION: done"
 }
 
+# e2e/katib is a module of this repository: its binaries are rebuilt whenever its files change, which the
+# digest of its sources (in the name of a stamp file beside them) tells.
+build_katib() {
+  local module=$here/katib digest
+  digest=$(cd "$module" && find . -type f | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16)
+  if [[ -f $katib_dir/bin/.sources-$digest ]]; then log "katib $KATIB_VERSION: cached"; return; fi
+  grep -Eq "^(require )?[[:space:]]*github.com/kubeflow/katib v$KATIB_VERSION\$" "$module/go.mod" ||
+    { log "e2e/katib/go.mod does not require github.com/kubeflow/katib v$KATIB_VERSION (versions.env)"; return 1; }
+  log "katib $KATIB_VERSION: building"
+  cd "$module"
+  rm -rf "${katib_dir:?}/bin" && mkdir -p "$katib_dir/bin"
+  go build -trimpath -ldflags "-s -w" -o "$katib_dir/bin/" ./cmd/...
+  # Katib's file collector with its wait step replaced by a report of the options its main() computed.
+  # go build -overlay refuses files beneath GOMODCACHE, so the probe builds from a copy of Katib's module
+  # (outside the repository), replaced into a copy of this module.
+  local source_dir probe=$katib_dir/wait-probe
+  source_dir=$(go list -m -f '{{.Dir}}' github.com/kubeflow/katib)
+  rm -rf "$probe" && mkdir -p "$probe/build"
+  cp -r "$source_dir" "$probe/katib" && chmod -R u+w "$probe/katib"
+  cp go.mod go.sum "$probe/build/"
+  printf '{"Replace": {"%s": "%s"}}\n' "$probe/katib/pkg/metricscollector/v1beta1/common/pns.go" \
+    "$module/_overlay/wait_probe.go" >"$probe/overlay.json"
+  (cd "$probe/build" && go mod edit -replace=github.com/kubeflow/katib=../katib &&
+    go build -trimpath -ldflags "-s -w" -overlay "$probe/overlay.json" \
+      -o "$katib_dir/bin/file-metricscollector-wait-probe" \
+      github.com/kubeflow/katib/cmd/metricscollector/v1beta1/file-metricscollector)
+  # Where the module's source is, for the tests that run its Python collector's code from there.
+  printf '%s\n' "$source_dir" >"$katib_dir/bin/katib-source-dir"
+  touch "$katib_dir/bin/.sources-$digest"
+  log "katib $KATIB_VERSION: done"
+}
+
 what=${1:-all}
 case $what in
-  all) (build_etcd) && (build_metacontroller) && (build_kubernetes) && (build_node) ;;
-  etcd|metacontroller|kubernetes|node) ("build_$what") ;;
-  *) echo "usage: $0 [all|etcd|metacontroller|kubernetes|node]" >&2; exit 2 ;;
+  all) (build_etcd) && (build_metacontroller) && (build_kubernetes) && (build_node) && (build_katib) ;;
+  etcd|metacontroller|kubernetes|node|katib) ("build_$what") ;;
+  *) echo "usage: $0 [all|etcd|metacontroller|kubernetes|node|katib]" >&2; exit 2 ;;
 esac

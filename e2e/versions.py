@@ -47,6 +47,7 @@ class Versions:
     etcd: str
     metacontroller: str
     cache_dir: Path
+    katib: str = ""
 
     @property
     def kubernetes_dir(self) -> Path:
@@ -75,6 +76,11 @@ class Versions:
     @property
     def metacontroller_binary(self) -> Path:
         return self.metacontroller_dir / "bin" / "metacontroller"
+
+    @property
+    def katib_bin_dir(self) -> Path:
+        """The programs of the e2e/katib module, built against Katib's own module at this version."""
+        return self.cache_dir / f"katib-{self.katib}" / "bin"
 
     def required_files(self) -> dict[str, Path]:
         """Everything the control plane needs from the build cache, by a short name."""
@@ -117,6 +123,7 @@ def load() -> Versions:
         etcd=pin("ETCD_VERSION"),
         metacontroller=pin("METACONTROLLER_VERSION"),
         cache_dir=cache_dir(),
+        katib=pin("KATIB_VERSION"),
     )
 
 
