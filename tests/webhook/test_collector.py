@@ -1,8 +1,11 @@
 import dataclasses
 import http.server
+import os
+import pathlib
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 
 import jsonpatch
@@ -14,12 +17,16 @@ from katib_objects import KATIB_VERSIONS, kubelet_expand, trial_pod
 from service.config import Config
 from webhook.mutations import collector
 from webhook.mutations.collector import (
+    EMPTY_WAIT_FLAG,
     QUIT_URL,
+    WAIT_FLAG,
     classic_proxy,
     image_name,
     is_wrapper,
     kubelet_escape,
     mutate,
+    release,
+    wait_form,
     wait_only_for_main,
 )
 
@@ -71,6 +78,54 @@ def test_wait_only_for_main_is_idempotent(args):
     once = wait_only_for_main(args)
     assert wait_only_for_main(once) == once
     assert once.count("-w=false") >= 1
+
+
+V09_ARGS = ["-t", "x", "-m", "a", "-s", "katib-db-manager.kubeflow:6789", "-path", "/var/log/katib/tfevent/"]
+V10_ARGS = ["-t", "x", "-m", "a", "-o-type", "maximize", "-s-db", "katib-db-manager.kubeflow:6789"]
+
+
+@pytest.mark.parametrize(
+    ("image", "args", "form"),
+    [
+        ("ghcr.io/kubeflow/katib/file-metrics-collector:v0.19.0", V10_ARGS, WAIT_FLAG),
+        ("gcr.io/kubeflow-images-public/katib/v1alpha3/file-metrics-collector:917164a", V09_ARGS, WAIT_FLAG),
+        ("registry.example.com/mirror/collector:1", V10_ARGS, WAIT_FLAG),
+        # Katib 0.9's TFEvent collector has no -w (argparse exits 2 on it).
+        ("gcr.io/kubeflow-images-public/katib/v1alpha3/tfevent-metrics-collector", V09_ARGS, None),
+        ("gcr.io/kubeflow-images-public/katib/v1beta1/tfevent-metrics-collector:v0.9.0", V09_ARGS, None),
+        # 0.10.0's is type=bool: only an empty value is false. Untagged and commit tags may be 0.10.0.
+        ("docker.io/kubeflowkatib/tfevent-metrics-collector:v1beta1-a96ff59", V10_ARGS, EMPTY_WAIT_FLAG),
+        ("docker.io/kubeflowkatib/tfevent-metrics-collector", V10_ARGS, EMPTY_WAIT_FLAG),
+        ("docker.io/kubeflowkatib/tfevent-metrics-collector:v0.10.0", V10_ARGS, EMPTY_WAIT_FLAG),
+        ("docker.io/kubeflowkatib/tfevent-metrics-collector:v0.10.1", V10_ARGS, WAIT_FLAG),
+        ("docker.io/kubeflowkatib/tfevent-metrics-collector:v0.17.0-rc.1", V10_ARGS, WAIT_FLAG),
+        ("ghcr.io/kubeflow/katib/tfevent-metrics-collector:v0.19.0@sha256:0123", V10_ARGS, WAIT_FLAG),
+        ("ghcr.io/kubeflow/katib/tfevent-metrics-collector@sha256:0123", V10_ARGS, EMPTY_WAIT_FLAG),
+    ],
+)
+def test_wait_form_by_collector_and_version(image, args, form):
+    assert wait_form(image, args) == form
+
+
+@pytest.mark.parametrize(
+    ("image", "version"),
+    [
+        ("x/tfevent-metrics-collector:v0.10.1", (0, 10, 1)),
+        ("localhost:5000/c:0.11.0", (0, 11, 0)),
+        ("c:v0.17.0-rc.0", (0, 17, 0)),
+        ("c:v1beta1-a96ff59", None),
+        ("c", None),
+        ("c:latest", None),
+        ("c@sha256:0123", None),
+    ],
+)
+def test_release(image, version):
+    assert release(image) == version
+
+
+def test_a_collector_without_wait_flag_loses_every_form_and_gets_none():
+    assert wait_only_for_main([*V09_ARGS, "-w", "true", "-w=false"], None) == V09_ARGS
+    assert wait_only_for_main(V09_ARGS, None) == V09_ARGS
 
 
 @pytest.mark.parametrize(
@@ -272,12 +327,49 @@ printf '%s\\0' "$@" > "$STUB_DIR/argv"
 echo collector >> "$STUB_DIR/events"
 exit "$STUB_RC"
 """
-STUB_PKILL = """#!/bin/sh
-echo "pkill $*" >> "$STUB_DIR/events"
-if [ "$2" = pilot-agent ]; then exit "${PILOT_RC:-0}"; fi
+STAND_IN_PROXY = f"""#!{os.path.realpath(sys.executable)}
+# Stands in for pilot-agent (or envoy): its process name is this file's name.
+import os, signal, sys, time
+name = os.path.basename(sys.argv[0])
+def stop(number, frame):
+    with open(os.path.join(os.environ["STUB_DIR"], "events"), "a") as events:
+        events.write("TERM " + name + "\\n")
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+open(os.path.join(os.environ["STUB_DIR"], "proxy-ready"), "w").close()
+while True:
+    time.sleep(60)
 """
-FAILING = "#!/bin/sh\nexit 1\n"
-SHELLS = [s for s in ("dash", "busybox", "bash") if shutil.which(s)]
+POD = """#!/bin/sh
+# The Pod's shared process namespace: a stand-in proxy, then the wrapped collector ("$@"). Waits (at
+# most 60 s) for the stand-in to be gone before leaving, because the namespace ends with this process.
+"$STUB_PROXY" &
+proxy=$!
+while [ ! -e "$STUB_DIR/proxy-ready" ]; do /bin/sleep 0.1; done
+"$@"
+rc=$?
+if [ "$EXPECT_SIGNAL" = 1 ]; then
+  i=0
+  while [ "$i" -lt 600 ] && read -r _ _ state _ < "/proc/$proxy/stat" && [ "$state" != Z ]; do
+    /bin/sleep 0.1
+    i=$((i + 1))
+  done
+fi
+exit "$rc"
+"""
+SHELLS = {
+    "dash": shutil.which("dash"),
+    "bash": shutil.which("bash"),
+    "busybox": shutil.which("busybox"),  # Debian's: ash, a wget without -T, no pkill
+}
+TOOLSETS = {
+    # Debian's BusyBox applets, as in a BusyBox-based collector image.
+    "busybox": {"wget": SHELLS["busybox"], "sleep": SHELLS["busybox"]},
+    # An image with Python and coreutils but no wget.
+    "python": {"python3": os.path.realpath(sys.executable), "sleep": shutil.which("sleep")},
+    # Neither an HTTP client nor pkill, nor even sleep: only the shell and /proc.
+    "bare": {},
+}
 
 
 class QuitServer(http.server.ThreadingHTTPServer):
@@ -300,28 +392,48 @@ class QuitServer(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), Handler)
 
 
+@dataclasses.dataclass
+class Sandbox:
+    """A collector image: a shell as ``sh`` and the given tools, nothing else, on PATH."""
+
+    dir: pathlib.Path
+    server: QuitServer
+
+    @property
+    def quit_url(self):
+        return f"http://127.0.0.1:{self.server.server_address[1]}/quitquitquit"
+
+
 @pytest.fixture
 def sandbox(tmp_path, request):
-    shell = getattr(request, "param", "dash")
+    shell, toolset = getattr(request, "param", ("dash", "busybox"))
+    assert SHELLS[shell], f"{shell} is not installed (CI installs it: apt-get install {shell})"
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for path, text in ((tmp_path / "file-metricscollector", STUB_COLLECTOR), (bin_dir / "pkill", STUB_PKILL)):
+    (bin_dir / "sh").symlink_to(SHELLS[shell])  # BusyBox runs the applet its argv[0] names
+    for name, target in TOOLSETS[toolset].items():
+        assert target, f"{name} is missing"
+        (bin_dir / name).symlink_to(target)
+    for path, text in (
+        (tmp_path / "file-metricscollector", STUB_COLLECTOR),
+        (tmp_path / "pilot-agent", STAND_IN_PROXY),
+        (tmp_path / "envoy", STAND_IN_PROXY),
+        (tmp_path / "pod", POD),
+    ):
         path.write_text(text)
         path.chmod(0o755)
-    if shell == "busybox":
-        (bin_dir / "sh").write_text(f'#!/bin/sh\nexec {shutil.which("busybox")} sh "$@"\n')
-        (bin_dir / "sh").chmod(0o755)
-    else:
-        (bin_dir / "sh").symlink_to(shutil.which(shell))
+    (tmp_path / "events").touch()
     server = QuitServer(tmp_path / "events")
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield tmp_path, server
+    yield Sandbox(tmp_path, server)
     server.shutdown()
     server.server_close()
 
 
-def run_wrapped(tmp_path, url, config=CONFIG, rc=0, extra_env=None):
+def run_wrapped(sandbox, url, config=CONFIG, rc=0, extra_env=None, proxy=None):
+    """Runs the wrapped collector; with ``proxy`` ("pilot-agent" or "envoy"), in a PID namespace of its
+    own (``unshare --pid --fork --mount-proc``, as root) beside a stand-in process of that name."""
     pod = trial_pod()
     collector_of(pod)["args"] = TRICKY_ARGS
     after, _ = apply(pod, config)
@@ -330,45 +442,18 @@ def run_wrapped(tmp_path, url, config=CONFIG, rc=0, extra_env=None):
     argv = [kubelet_expand(a, env_vars) for a in container["command"] + container["args"]]
     argv[2] = argv[2].replace(QUIT_URL, url)
     env = {
-        "PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin",
-        "STUB_DIR": str(tmp_path),
+        "PATH": str(sandbox.dir / "bin"),
+        "STUB_DIR": str(sandbox.dir),
         "STUB_RC": str(rc),
         **(extra_env or {}),
     }
-    completed = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, timeout=30)
-    events = (tmp_path / "events").read_text().splitlines()
-    recorded = (tmp_path / "argv").read_bytes().split(b"\0")[:-1]
+    if proxy is not None:
+        env |= {"STUB_PROXY": str(sandbox.dir / proxy), "EXPECT_SIGNAL": "1"}
+        argv = [shutil.which("unshare"), "--pid", "--fork", "--mount-proc", str(sandbox.dir / "pod"), *argv]
+    completed = subprocess.run(argv, cwd=sandbox.dir, env=env, capture_output=True, timeout=120)
+    events = (sandbox.dir / "events").read_text().splitlines()
+    recorded = (sandbox.dir / "argv").read_bytes().split(b"\0")[:-1]
     return completed, events, [a.decode() for a in recorded]
-
-
-def url_of(server):
-    return f"http://127.0.0.1:{server.server_address[1]}/quitquitquit"
-
-
-@pytest.mark.parametrize("sandbox", SHELLS, indirect=True)
-@pytest.mark.parametrize("rc", [0, 3])
-def test_wrapper_passes_args_verbatim_quits_after_and_keeps_the_exit_code(sandbox, rc):
-    tmp_path, server = sandbox
-    completed, events, argv = run_wrapped(tmp_path, url_of(server), rc=rc)
-    assert argv == EXPECTED_ARGV
-    assert events == ["collector", "quit POST /quitquitquit"]
-    assert completed.returncode == rc
-
-
-def test_a_proxy_in_the_environment_is_not_used_for_the_local_call(sandbox):
-    tmp_path, server = sandbox
-    unreachable = closed_port_url().removesuffix("/quitquitquit")
-    _, events, _ = run_wrapped(tmp_path, url_of(server), extra_env={"http_proxy": unreachable})
-    assert events == ["collector", "quit POST /quitquitquit"]
-
-
-def test_python_posts_when_wget_is_missing(sandbox):
-    tmp_path, server = sandbox
-    (tmp_path / "bin" / "wget").write_text(FAILING)
-    (tmp_path / "bin" / "wget").chmod(0o755)
-    completed, events, _ = run_wrapped(tmp_path, url_of(server), rc=5)
-    assert events == ["collector", "quit POST /quitquitquit"]
-    assert completed.returncode == 5
 
 
 def closed_port_url():
@@ -378,23 +463,73 @@ def closed_port_url():
     return f"http://127.0.0.1:{port}/quitquitquit"
 
 
-@pytest.mark.parametrize(("pilot_rc", "signalled"), [(0, ["pilot-agent"]), (1, ["pilot-agent", "envoy"])])
-def test_signal_is_the_fallback_when_the_status_port_does_not_answer(sandbox, pilot_rc, signalled):
-    tmp_path, _ = sandbox
-    completed, events, _ = run_wrapped(
-        tmp_path, closed_port_url(), rc=2, extra_env={"PILOT_RC": str(pilot_rc)}
-    )
-    assert events == ["collector", *(f"pkill -TERM {name}" for name in signalled)]
-    assert completed.returncode == 2
+HTTP_IMAGES = [(shell, toolset) for shell in SHELLS for toolset in ("busybox", "python")]
+ALL_IMAGES = [(shell, toolset) for shell in SHELLS for toolset in TOOLSETS]
 
 
+@pytest.mark.parametrize("sandbox", HTTP_IMAGES, indirect=True, ids="-".join)
+@pytest.mark.parametrize("rc", [0, 3])
+def test_wrapper_passes_args_verbatim_quits_after_and_keeps_the_exit_code(sandbox, rc):
+    completed, events, argv = run_wrapped(sandbox, sandbox.quit_url, rc=rc)
+    assert argv == EXPECTED_ARGV
+    assert events == ["collector", "quit POST /quitquitquit"]
+    assert completed.returncode == rc
+
+
+@pytest.mark.parametrize("sandbox", HTTP_IMAGES, indirect=True, ids="-".join)
+def test_a_proxy_in_the_environment_is_not_used_for_the_local_call(sandbox):
+    unreachable = closed_port_url().removesuffix("/quitquitquit")
+    _, events, _ = run_wrapped(sandbox, sandbox.quit_url, extra_env={"http_proxy": unreachable})
+    assert events == ["collector", "quit POST /quitquitquit"]
+
+
+@pytest.mark.parametrize("sandbox", ALL_IMAGES, indirect=True, ids="-".join)
+@pytest.mark.parametrize("rc", [0, 2])
+def test_the_shell_signals_pilot_agent_when_the_status_port_does_not_answer(sandbox, rc):
+    completed, events, argv = run_wrapped(sandbox, closed_port_url(), rc=rc, proxy="pilot-agent")
+    assert argv == EXPECTED_ARGV
+    assert events == ["collector", "TERM pilot-agent"]
+    assert completed.returncode == rc
+
+
+@pytest.mark.parametrize("sandbox", [("busybox", "bare"), ("dash", "bare")], indirect=True, ids="-".join)
+def test_envoy_is_signalled_when_there_is_no_pilot_agent(sandbox):
+    completed, events, _ = run_wrapped(sandbox, closed_port_url(), rc=4, proxy="envoy")
+    assert events == ["collector", "TERM envoy"]
+    assert completed.returncode == 4
+
+
+@pytest.mark.parametrize("sandbox", [("busybox", "busybox"), ("dash", "python")], indirect=True, ids="-".join)
+def test_a_status_port_that_never_answers_is_given_up_and_the_proxy_signalled(sandbox):
+    """BusyBox's wget without -T would wait for ever; the wrapper kills each step after a bound."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # connections complete, nothing ever answers
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/quitquitquit"
+        completed, events, _ = run_wrapped(sandbox, url, rc=0, proxy="pilot-agent")
+    assert events == ["collector", "TERM pilot-agent"]
+    assert completed.returncode == 0
+
+
+@pytest.mark.parametrize("sandbox", [("dash", "busybox"), ("busybox", "bare")], indirect=True, ids="-".join)
 def test_signal_mode_does_not_call_the_status_port(sandbox):
-    tmp_path, server = sandbox
     config = dataclasses.replace(CONFIG, sidecar_stop="signal")
-    completed, events, argv = run_wrapped(tmp_path, url_of(server), config=config)
-    assert events == ["collector", "pkill -TERM pilot-agent"]
+    completed, events, argv = run_wrapped(sandbox, sandbox.quit_url, config=config, proxy="pilot-agent")
+    assert events == ["collector", "TERM pilot-agent"]
     assert argv == EXPECTED_ARGV
     assert completed.returncode == 0
+
+
+def test_debian_busybox_is_the_build_without_wget_timeout_and_pkill():
+    """What makes the busybox sandbox meaningful: the options the wrapper must not rely on are absent."""
+    applets = subprocess.run([SHELLS["busybox"], "--list"], capture_output=True, text=True, check=True)
+    assert "pkill" not in applets.stdout.split()
+    crashed = subprocess.run(
+        [SHELLS["busybox"], "wget", "-q", "-T", "1", "-O", "/dev/null", closed_port_url()],
+        capture_output=True,
+        timeout=60,
+    )
+    assert crashed.returncode != 0
 
 
 def test_quit_url_is_pilot_agents_status_port():

@@ -1,16 +1,18 @@
 """Katib's metrics collector on trial Pods: wait only for the main process, then stop a classic Istio proxy.
 
-With a proxy in the Pod, the collector (WaitAll defaults to true from Katib 0.10) waits for pilot-agent
-forever, and a classic sidecar keeps the Pod running after the collector is done. ``-w=false`` fixes the
-first (the ``=`` form is the only one Katib 0.10's boolean flag accepts). For the second, the collector is
-run by a small ``sh -c`` script that keeps the collector's own arguments in ``args`` (passed on as
-``"$@"``, so they arrive byte for byte), stops the proxy after the collector has reported, and exits
-with the collector's exit code. A native sidecar (init container with ``restartPolicy: Always``) is
-stopped by the kubelet, so the collector is left unwrapped there.
+With a proxy in the Pod, a collector told to wait for all processes waits for pilot-agent forever, and a
+classic sidecar keeps the Pod running after the collector is done. The first is fixed by the one
+wait-all form the collector's version reads as "false" (``wait_form``: the versions differ, see
+webhook/README.md). For the second, the collector is run by a small ``sh -c`` script that keeps the
+collector's own arguments in ``args`` (passed on as ``"$@"``, so they arrive byte for byte), stops the
+proxy after the collector has reported, and exits with the collector's exit code. A native sidecar
+(init container with ``restartPolicy: Always``) is stopped by the kubelet, so the collector is left
+unwrapped there.
 """
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -29,6 +31,15 @@ QUIT_URL = "http://127.0.0.1:15020/quitquitquit"
 MARKER = "# kubeflow-extension: Katib metrics collector, then stop the Istio proxy"
 """First line of the wrapper script: recognises a collector wrapped earlier."""
 WAIT_FLAG = "-w=false"
+"""False for Katib's Go collectors (``flag.Bool`` up to 0.10.0, then a string given to strconv.ParseBool)
+and for the TFEvent collector from 0.10.1 (a string compared with "true")."""
+EMPTY_WAIT_FLAG = "-w="
+"""False for every TFEvent collector that declares ``-w``: 0.10.0's ``type=bool`` makes ``bool("")``,
+later ones compare "" with "true". ``-w=false`` would be True for 0.10.0."""
+TFEVENT_IMAGE = "tfevent-metrics-collector"
+FIRST_STRING_WAIT_FLAG = (0, 10, 1)
+"""The first Katib release whose TFEvent collector reads ``-w`` as a string."""
+_RELEASE_TAG = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
 _GO_BOOLS = frozenset({"1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False"})
 
 
@@ -56,16 +67,50 @@ def _is_proxy(container: Any) -> bool:
     return isinstance(container, Mapping) and container.get("name") == PROXY_CONTAINER
 
 
+def _name_and_tag(image: str) -> tuple[str, str]:
+    name, _, tag = image.split("@", 1)[0].rsplit("/", 1)[-1].partition(":")
+    return name, tag
+
+
 def image_name(image: str) -> str:
     """``ghcr.io/kubeflow/katib/file-metrics-collector:v0.19.0@sha256:…`` -> ``file-metrics-collector``."""
-    return image.split("@", 1)[0].rsplit("/", 1)[-1].split(":", 1)[0]
+    return _name_and_tag(image)[0]
 
 
-def wait_only_for_main(args: Sequence[str]) -> list[str]:
-    """The arguments with every ``-w`` form replaced by one ``-w=false``, where the first one was.
+def release(image: str) -> tuple[int, int, int] | None:
+    """``…:v0.17.0`` -> (0, 17, 0); None when the tag is missing or no release (``v1beta1-a96ff59``)."""
+    tag = _name_and_tag(image)[1]
+    match = _RELEASE_TAG.fullmatch(tag.split("-", 1)[0]) if tag else None
+    return (int(match[1]), int(match[2]), int(match[3])) if match else None
 
-    Walks them as Go's flag package (and argparse) would: every other flag takes a value, parsing stops
-    at ``--`` or the first non-flag, and a bare ``-w`` takes the next word only if it is a Go boolean.
+
+def _has_flag(args: Sequence[str], flag: str) -> bool:
+    return any(arg == flag or arg.startswith(flag + "=") for arg in args)
+
+
+def wait_form(image: str, args: Sequence[str]) -> str | None:
+    """The wait-all flag that tells this collector "false", or None where the collector has no such flag.
+
+    The Go file collector reads ``-w=false`` as false in every version. The TFEvent collector of Katib
+    0.9 (arguments ``-s`` rather than ``-s-db``; also 0.10.0's v1alpha3 one) declares no ``-w``, so
+    argparse would exit 2 on it, and it needs none: it stops waiting when the first other root process
+    ends. Katib 0.10.0's declares ``-w`` with ``type=bool``, so only an empty value is false; a release
+    tag from 0.10.1 on shows the string flag, where ``-w=false`` is Katib's own spelling.
+    """
+    if image_name(image) != TFEVENT_IMAGE:
+        return WAIT_FLAG
+    if _has_flag(args, "-s") and not _has_flag(args, "-s-db"):
+        return None
+    version = release(image)
+    return WAIT_FLAG if version is not None and version >= FIRST_STRING_WAIT_FLAG else EMPTY_WAIT_FLAG
+
+
+def wait_only_for_main(args: Sequence[str], form: str | None = WAIT_FLAG) -> list[str]:
+    """The arguments with every ``-w`` form replaced by ``form`` where the first one was (or first).
+
+    With ``form`` None every ``-w`` form is dropped. Walks them as Go's flag package (and argparse)
+    would: every other flag takes a value, parsing stops at ``--`` or the first non-flag, and a bare
+    ``-w`` takes the next word only if it is a Go boolean.
     """
     kept: list[str] = []
     at: int | None = None
@@ -83,35 +128,72 @@ def wait_only_for_main(args: Sequence[str]) -> list[str]:
             continue
         kept.extend(args[i : i + 2] if takes_next else (arg,))
         i += 2 if takes_next else 1
-    kept.insert(0 if at is None else at, WAIT_FLAG)
+    if form is not None:
+        kept.insert(0 if at is None else at, form)
     return kept
+
+
+BOUND_SECONDS = 10
+"""Longest any step of the proxy stop may take before the script moves on."""
+_PYTHON_POST = (
+    "try:\n"
+    "    from urllib.request import Request, urlopen\n"
+    "except ImportError:\n"
+    "    from urllib2 import Request, urlopen\n"
+    f'urlopen(Request("{QUIT_URL}", data=b""), timeout=5)\n'
+)
+"""A POST in Python 3 or 2 (Katib 0.10.0's TFEvent image runs Python 2.7); a non-empty body makes POST."""
 
 
 def stop_script(entrypoint: Sequence[str], sidecar_stop: str) -> str:
     """The shell program (as the shell must see it) that runs the collector and then stops the proxy.
 
-    BusyBox ``wget`` is what Katib's alpine-based file collector has; ``python3`` what the tfevent one
-    has; a signal to pilot-agent (or envoy) through the shared process namespace is the fallback.
+    It needs only a POSIX ``sh``: ``wget`` (no ``-T``, which some BusyBox builds lack or crash on) or
+    Python posts to pilot-agent's status port; without either, or if that fails, the shell signals
+    ``pilot-agent`` (else ``envoy``) itself, found by walking ``/proc/*/comm`` in the shared process
+    namespace with its builtin ``read`` and ``kill`` (no ``pkill`` needed). Each outside program runs in
+    the background and is killed after BOUND_SECONDS.
     """
     quit_call = (
+        "post_quit() {\n"
         # The collector has run: its environment's proxy settings are no longer needed by anyone.
         "  unset http_proxy HTTP_PROXY\n"
-        f"  wget -q -T 5 -O /dev/null --post-data= {QUIT_URL} 2>/dev/null && return 0\n"
-        "  python3 -c 'import urllib.request as r; "
-        f'r.urlopen(r.Request("{QUIT_URL}", data=b"", method="POST"), timeout=5)\' 2>/dev/null && return 0\n'
+        f"  within wget -q -O /dev/null --post-data= {QUIT_URL} && return 0\n"
+        f"  within python3 -c {shlex.quote(_PYTHON_POST)} && return 0\n"
+        f"  within python -c {shlex.quote(_PYTHON_POST)}\n"
+        "}\n"
         if sidecar_stop == "quitquitquit"
         else ""
     )
     return (
         f"{MARKER}\n"
-        "stop_proxy() {\n"
+        "within() {\n"
+        '  "$@" >/dev/null 2>&1 &\n'
+        "  job=$!\n"
+        f'  (sleep {BOUND_SECONDS} && kill -9 "$job") >/dev/null 2>&1 &\n'
+        "  dog=$!\n"
+        '  wait "$job"\n'
+        "  step=$?\n"
+        '  kill "$dog" 2>/dev/null\n'
+        '  return "$step"\n'
+        "}\n"
         f"{quit_call}"
-        "  pkill -TERM pilot-agent 2>/dev/null || pkill -TERM envoy 2>/dev/null\n"
+        "signal() {\n"
+        "  found=1\n"
+        "  for dir in /proc/[0-9]*; do\n"
+        '    read -r comm 2>/dev/null <"$dir/comm" || continue\n'
+        '    if [ "$comm" = "$1" ] && kill -TERM "${dir#/proc/}" 2>/dev/null; then found=0; fi\n'
+        "  done\n"
+        '  return "$found"\n'
+        "}\n"
+        "stop_proxy() {\n"
+        f"{'  post_quit && return 0' + chr(10) if quit_call else ''}"
+        "  signal pilot-agent || signal envoy\n"
         "}\n"
         f'{shlex.join(entrypoint)} "$@"\n'
         "rc=$?\n"
         "stop_proxy\n"
-        "exit $rc\n"
+        'exit "$rc"\n'
     )
 
 
@@ -149,7 +231,7 @@ def _container(pod: Mapping[str, Any], index: int, container: Mapping[str, Any],
     if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
         return Mutation(warnings=(f"container {name}: args are not a list of strings; unchanged",))
     wanted: dict[str, Any] = {}
-    new_args = wait_only_for_main(args)
+    new_args = wait_only_for_main(args, wait_form(image if isinstance(image, str) else "", args))
     if new_args != args:
         wanted["args"] = new_args
     warnings: list[str] = []
