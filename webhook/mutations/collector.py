@@ -39,7 +39,7 @@ later ones compare "" with "true". ``-w=false`` would be True for 0.10.0."""
 TFEVENT_IMAGE = "tfevent-metrics-collector"
 FIRST_STRING_WAIT_FLAG = (0, 10, 1)
 """The first Katib release whose TFEvent collector reads ``-w`` as a string."""
-_RELEASE_TAG = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
+_RELEASE_TAG = re.compile(r"v?(\d{1,9})\.(\d{1,9})\.(\d{1,9})")
 _GO_BOOLS = frozenset({"1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False"})
 
 
