@@ -418,6 +418,8 @@ class Node:
             self.ctr("tasks", "kill", "--all", "--signal", "SIGKILL", task, check=False)
             deadline = time.monotonic() + 30
             while (deleted := self.ctr("tasks", "delete", "--force", task, check=False)).returncode != 0:
+                if "not found" in deleted.stderr:  # it exited and was cleaned up meanwhile
+                    break
                 if time.monotonic() > deadline:
                     problems.append(f"container task {task} not deleted: {deleted.stderr.strip()}")
                     break
