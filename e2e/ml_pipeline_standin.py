@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -228,11 +229,13 @@ class _Server(ThreadingHTTPServer):
 
 @contextmanager
 def ml_pipeline_standin(
-    faults: dict[str, list[Fault]] | None = None, port: int = 0
+    faults: dict[str, list[Fault]] | None = None, port: int = 0, tls: ssl.SSLContext | None = None
 ) -> Iterator[MlPipelineStandIn]:
-    """A running stand-in on a loopback port (0: a free one), stopped on exit."""
+    """A running stand-in on a loopback port (0: a free one), over HTTPS with ``tls``, stopped on exit."""
     state = MlPipelineStandIn(faults={route: list(planned) for route, planned in (faults or {}).items()})
     server = _Server(state, port)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     state.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, name="ml-pipeline-standin", daemon=True)
     thread.start()
