@@ -42,6 +42,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from e2e import metacontroller as metacontroller_flags
 from e2e import podman, upstream
 from e2e import versions as versions_module
 from e2e.manifests import Document, dump_documents, load_documents, localize_manifests
@@ -348,7 +349,12 @@ class ControlPlane:
         self.versions = versions or versions_module.load()
         require_binaries(self.versions)
         # Read before anything starts, so that a module missing from the Go module cache fails first.
-        self.crds = upstream.control_plane_crds()
+        crds_override = self.versions.metacontroller_crds_override
+        self.crds = (
+            upstream.control_plane_crds()
+            if crds_override is None
+            else [*load_documents(crds_override.read_text()), *upstream.api_crds()]
+        )
         shm = Path("/dev/shm")
         parent = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
         self.run_dir = run_dir or Path(tempfile.mkdtemp(prefix="kfext-cp-", dir=parent))
@@ -363,7 +369,14 @@ class ControlPlane:
         self.kubectl = Kubectl(self.kubeconfig)
         self.ports = {
             name: free_port()
-            for name in ("etcd", "etcd-peer", "apiserver", "controller-manager", "metacontroller")
+            for name in (
+                "etcd",
+                "etcd-peer",
+                "apiserver",
+                "controller-manager",
+                "metacontroller",
+                "metacontroller-health",
+            )
         }
         self.server = f"https://{LOOPBACK}:{self.ports['apiserver']}"
         self.processes: list[ManagedProcess] = []
@@ -508,23 +521,16 @@ class ControlPlane:
         self.install_crds()
         self._mark("crds", t0)
 
+        # Whichever Metacontroller this is (1.5 or v4), the flags come from its own --help.
+        endpoints = metacontroller_flags.Endpoints(ports["metacontroller"], ports["metacontroller-health"])
+        flags = metacontroller_flags.advertised_flags(metacontroller_flags.read_help(v.metacontroller_binary))
         metacontroller = self._spawn(
             "metacontroller",
-            [
-                v.metacontroller_binary,
-                # v1.5.20 reads its kubeconfig from this flag only (its --kubeconfig is not wired up).
-                f"--client-config-path={self.kubeconfig}",
-                "--discovery-interval=1s",
-                # Its defaults (5 QPS) throttle a discovery pass every second.
-                "--client-go-qps=100",
-                "--client-go-burst=200",
-                f"--debug-addr={LOOPBACK}:{ports['metacontroller']}",
-                "-v=4",
-            ],
+            [v.metacontroller_binary, *metacontroller_flags.arguments(flags, self.kubeconfig, endpoints)],
         )
         everything = [etcd, apiserver, controller_manager, metacontroller]
         wait_until(
-            lambda: http_get(f"http://{LOOPBACK}:{ports['metacontroller']}/metrics") == 200,
+            lambda: http_get(endpoints.metrics_url) == 200,
             timeout=READY_TIMEOUT,
             what="metacontroller /metrics",
             watch=everything,

@@ -19,6 +19,8 @@ E2E_DIR = Path(__file__).resolve().parent
 VERSIONS_FILE = E2E_DIR / "versions.env"
 BUILD_SCRIPT = E2E_DIR / "build-control-plane.sh"
 CACHE_ENV = "KUBEFLOW_EXTENSION_CACHE"
+METACONTROLLER_BINARY_ENV = "METACONTROLLER_BINARY"
+METACONTROLLER_CRDS_ENV = "METACONTROLLER_CRDS"
 DEFAULT_CACHE = Path("~/.cache/kubeflow-extension")
 
 _ASSIGNMENT = re.compile(r"^(?:export\s+)?([A-Z_][A-Z0-9_]*)=(.*)$")
@@ -48,6 +50,10 @@ class Versions:
     metacontroller: str
     cache_dir: Path
     katib: str = ""
+    metacontroller_override: Path | None = None
+    """``METACONTROLLER_BINARY``: a Metacontroller the user has (e.g. v4), instead of the built one."""
+    metacontroller_crds_override: Path | None = None
+    """``METACONTROLLER_CRDS``: the CRDs matching that binary."""
 
     @property
     def kubernetes_dir(self) -> Path:
@@ -75,7 +81,7 @@ class Versions:
 
     @property
     def metacontroller_binary(self) -> Path:
-        return self.metacontroller_dir / "bin" / "metacontroller"
+        return self.metacontroller_override or self.metacontroller_dir / "bin" / "metacontroller"
 
     @property
     def katib_bin_dir(self) -> Path:
@@ -94,6 +100,11 @@ class Versions:
     def missing(self) -> list[str]:
         """Human-readable lines for every required file that is absent (empty when all are built)."""
         return [f"{name}: {path}" for name, path in self.required_files().items() if not path.is_file()]
+
+
+def _path_setting(environ: Mapping[str, str], name: str) -> Path | None:
+    value = environ.get(name)
+    return Path(value).expanduser().resolve() if value else None
 
 
 def cache_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -124,6 +135,8 @@ def load() -> Versions:
         metacontroller=pin("METACONTROLLER_VERSION"),
         cache_dir=cache_dir(),
         katib=pin("KATIB_VERSION"),
+        metacontroller_override=_path_setting(os.environ, METACONTROLLER_BINARY_ENV),
+        metacontroller_crds_override=_path_setting(os.environ, METACONTROLLER_CRDS_ENV),
     )
 
 
