@@ -40,12 +40,18 @@ def authorization_policy(
     another user's id fails the policy, and the EnvoyFilter overwrites whatever the workload sent. The token
     rule forbids the header outright, so a namespace in token mode cannot act as anyone by header, and
     KFP (which tries the header before the token) must authenticate it by its token.
+
+    The header rule opens only the HTTP port: the EnvoyFilter sets the header there alone, and the KFP SDK
+    (so Kale and notebooks) calls it; the gRPC port (8887), which KFP's own backend components call, gets
+    no header, so granting it by header would only serve a workload that sets the header itself. Istio
+    matches the port the ml-pipeline Pod receives on, equal to the Service port in KFP.
     """
     rules = []
     if header:
         rules.append(
             {
                 "from": [{"source": {"principals": [config.principal(namespace)]}}],
+                "to": [{"operation": {"ports": [str(config.ml_pipeline_port)]}}],
                 "when": [
                     {"key": f"request.headers[{config.userid_header}]", "values": [config.userid(owner)]}
                 ],

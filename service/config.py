@@ -52,7 +52,8 @@ class Config:
     ml_pipeline_service: str = "ml-pipeline"
     """Name of the ml-pipeline Service in the Kubeflow namespace."""
     ml_pipeline_port: int = 8888
-    """HTTP port of the ml-pipeline API (8887 is gRPC and is not patched)."""
+    """HTTP port of the ml-pipeline API: the only port the header is set on and access is granted to
+    (8887 is gRPC)."""
     cluster_domain: str = "cluster.local"
     """Cluster DNS domain and Istio trust domain."""
     workload_label: str = "kubeflow-extension"

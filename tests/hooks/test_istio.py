@@ -17,6 +17,8 @@ def test_authorization_policy_admits_only_the_namespace_editor_with_the_owner_he
     assert policy["spec"]["action"] == "ALLOW"
     (rule,) = policy["spec"]["rules"]
     assert rule["from"] == [{"source": {"principals": ["cluster.local/ns/team-a/sa/default-editor"]}}]
+    # Only the HTTP API, where the EnvoyFilter sets the header; not gRPC 8887.
+    assert rule["to"] == [{"operation": {"ports": ["8888"]}}]
     assert rule["when"] == [{"key": "request.headers[kubeflow-userid]", "values": ["bob@example.com"]}]
 
 
@@ -87,6 +89,7 @@ def test_configuration_reaches_every_object() -> None:
     assert policy["metadata"]["namespace"] == "kf"
     (rule,) = policy["spec"]["rules"]
     assert rule["from"][0]["source"]["principals"] == ["corp.local/ns/t/sa/runner"]
+    assert rule["to"] == [{"operation": {"ports": ["9999"]}}]
     assert rule["when"][0] == {
         "key": "request.headers[x-goog-authenticated-user-email]",
         "values": ["accounts.google.com:o@x"],
