@@ -1,0 +1,1 @@
+"""The Istio translation test's Python side: the cases it checks (see cases.py)."""
