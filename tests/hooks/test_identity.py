@@ -26,6 +26,8 @@ from tests.hooks.conftest import namespace, profile, sync_request
 PRINCIPAL = "cluster.local/ns/alice/sa/default-editor"
 HEADER_RULE = {
     "from": [{"source": {"principals": [PRINCIPAL]}}],
+    # Only ml-pipeline's HTTP port, where the EnvoyFilter sets the header.
+    "to": [{"operation": {"ports": ["8888"]}}],
     "when": [{"key": "request.headers[kubeflow-userid]", "values": ["alice@example.com"]}],
 }
 TOKEN_RULE = {
