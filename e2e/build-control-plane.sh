@@ -99,6 +99,10 @@ build_katib() {
   cd "$module"
   rm -rf "${katib_dir:?}/bin" && mkdir -p "$katib_dir/bin"
   go build -trimpath -ldflags "-s -w" -o "$katib_dir/bin/" ./cmd/...
+  # Katib's own file metrics collector and db-manager as released, for the trials on the local node.
+  go build -trimpath -ldflags "-s -w" -o "$katib_dir/bin/file-metricscollector" \
+    github.com/kubeflow/katib/cmd/metricscollector/v1beta1/file-metricscollector
+  go build -trimpath -ldflags "-s -w" -o "$katib_dir/bin/db-manager" github.com/kubeflow/katib/cmd/db-manager/v1beta1
   # Katib's file collector with its wait step replaced by a report of the options its main() computed.
   # go build -overlay refuses files beneath GOMODCACHE, so the probe builds from a copy of Katib's module
   # (outside the repository), replaced into a copy of this module.
