@@ -45,6 +45,10 @@ def authorization_policy(
     (so Kale and notebooks) calls it; the gRPC port (8887), which KFP's own backend components call, gets
     no header, so granting it by header would only serve a workload that sets the header itself. Istio
     matches the port the ml-pipeline Pod receives on, equal to the Service port in KFP.
+
+    The token rule opens both ports: KFP's API server reads the token from the gRPC metadata, on the gRPC
+    port directly and on the HTTP port through its gateway, and checks it the same way on either
+    (TokenReview, then SubjectAccessReview), so the port adds nothing to what the token proves.
     """
     rules = []
     if header:

@@ -28,6 +28,7 @@ from typing import Any
 from starlette.testclient import TestClient
 
 from hooks.app import create_app
+from hooks.identity import MODE_ANNOTATION
 from service import config as configuration
 from tests.hooks.conftest import namespace, profile, shipped_controller, sync_request
 
@@ -38,12 +39,16 @@ GRPC_PORT = 8887
 OTHER_SERVICE = "ml-pipeline-visualizationserver"
 """Another Kubeflow service on the same port number: its virtual host shares ml-pipeline's route table."""
 NAMESPACE_WITHOUT_PROFILE = "no-profile"
+BEARER = {"authorization": "Bearer x"}
+"""A token; Istio only checks that the header is there, KFP checks the token itself."""
 
 
 @dataclass(frozen=True)
 class Profile:
     namespace: str
     owner: str
+    mode: str | None = None
+    """The Namespace's identity-mode annotation (None: none, the configuration's mode applies)."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,37 @@ CASES = (
             "KFEXT_USERID_PREFIX": "accounts.google.com:",
         },
     ),
+    # Token and both modes. Each case keeps a namespace in header mode, so that the header check has a
+    # header name to look for on every workload, and the modes' policies meet in one mesh.
+    Case(
+        "identity-token",
+        "",
+        (
+            Profile("frank", "frank@example.com"),
+            Profile("gina", "gina@example.com"),
+            Profile("hank", "hank@example.com", mode="header"),
+        ),
+        settings={"KFEXT_IDENTITY_MODE": "token"},
+    ),
+    Case(
+        "identity-by-annotation",
+        "",
+        (
+            Profile("ivy", "ivy@example.com", mode="both"),
+            Profile("jack", "jack@example.com", mode="token"),
+            Profile("kate", "kate@example.com"),
+        ),
+    ),
+    Case(
+        "identity-both-iap",
+        "",
+        (Profile("leo", "Leo@example.com"), Profile("mia", "mia@example.com", mode="header")),
+        settings={
+            "KFEXT_IDENTITY_MODE": "both",
+            "KFEXT_USERID_HEADER": "x-goog-authenticated-user-email",
+            "KFEXT_USERID_PREFIX": "accounts.google.com:",
+        },
+    ),
     Case(
         "legacy-istio",
         "legacy-istio",
@@ -124,8 +160,11 @@ def hook_objects(case: Case) -> list[dict[str, Any]]:
     controller = shipped_controller(case.overlay)
     objects: list[dict[str, Any]] = []
     for entry in case.profiles:
+        user_namespace = namespace(entry.namespace)
+        if entry.mode is not None:
+            user_namespace["metadata"]["annotations"][MODE_ANNOTATION] = entry.mode
         body = sync_request(
-            controller, namespace(entry.namespace), {entry.namespace: profile(entry.namespace, entry.owner)}
+            controller, user_namespace, {entry.namespace: profile(entry.namespace, entry.owner)}
         )
         response = client.post(
             "/sync", content=json.dumps(body), headers={"content-type": "application/json"}
@@ -148,12 +187,26 @@ def expected_header(case: Case, owner: str) -> Header:
     )
 
 
+def identity_mode(case: Case, entry: Profile) -> str:
+    """The namespace's annotation, else the configuration's mode, else the default."""
+    return entry.mode or case.settings.get("KFEXT_IDENTITY_MODE", "header")
+
+
+def header_mode(case: Case, entry: Profile) -> bool:
+    return identity_mode(case, entry) in ("header", "both")
+
+
+def token_mode(case: Case, entry: Profile) -> bool:
+    return identity_mode(case, entry) in ("token", "both")
+
+
 def workloads(case: Case) -> list[Workload]:
-    """Only a labelled Pod of a profile namespace gets its owner's header, and only towards ml-pipeline."""
+    """Only a labelled Pod of a profile namespace in header or both mode gets its owner's header, and only
+    towards ml-pipeline; in token mode nothing sets it."""
     label = {case.settings.get("KFEXT_WORKLOAD_LABEL", "kubeflow-extension"): "true"}
     result = [Workload("labelled", NAMESPACE_WITHOUT_PROFILE, label, ML_PIPELINE, HTTP_PORT, None)]
     for entry in case.profiles:
-        header = expected_header(case, entry.owner)
+        header = expected_header(case, entry.owner) if header_mode(case, entry) else None
         result += [
             Workload("labelled", entry.namespace, label, ML_PIPELINE, HTTP_PORT, header),
             Workload("labelled", entry.namespace, label, OTHER_SERVICE, HTTP_PORT, None),
@@ -163,60 +216,137 @@ def workloads(case: Case) -> list[Workload]:
 
 
 def calls(case: Case) -> list[Call]:
-    """ml-pipeline admits a profile's default-editor over mTLS on the HTTP port with exactly its owner's
-    header, and nothing else."""
+    """ml-pipeline admits a profile's default-editor over mTLS only: in header (and both) mode on the HTTP
+    port with exactly its owner's header; in token (and both) mode, on either port, with an
+    `authorization` header and no identity header at all. Nothing else."""
     result: list[Call] = []
     owners = [entry.owner for entry in case.profiles]
     for entry in case.profiles:
-        header = expected_header(case, entry.owner)
-        editor = spiffe(entry.namespace, "default-editor")
-        others = [o for o in owners if o != entry.owner] or ["someone-else@example.com"]
-        mine = {header.name: header.value}
-        result += [
-            Call(f"{entry.namespace}: editor with the owner's header", editor, mine, HTTP_PORT, True),
-            Call(f"{entry.namespace}: same on the gRPC port", editor, mine, GRPC_PORT, False),
-            Call(f"{entry.namespace}: no header", editor, {}, HTTP_PORT, False),
-            Call(
-                f"{entry.namespace}: another owner's header",
-                editor,
-                {header.name: expected_header(case, others[0]).value},
-                HTTP_PORT,
-                False,
-            ),
-            Call(
-                f"{entry.namespace}: the owner's header in another case",
-                editor,
-                {header.name: header.value.swapcase()},
-                HTTP_PORT,
-                False,
-            ),
-            Call(
-                f"{entry.namespace}: another namespace's editor with this header",
-                spiffe(NAMESPACE_WITHOUT_PROFILE, "default-editor"),
-                mine,
-                HTTP_PORT,
-                False,
-            ),
-            Call(
-                f"{entry.namespace}: another service account of the namespace",
-                spiffe(entry.namespace, "default-viewer"),
-                mine,
-                HTTP_PORT,
-                False,
-            ),
-            Call(f"{entry.namespace}: plaintext with the owner's header", None, mine, HTTP_PORT, False),
-        ]
-        if header.value != entry.owner:
-            result.append(
-                Call(
-                    f"{entry.namespace}: the owner without the prefix",
-                    editor,
-                    {header.name: entry.owner},
-                    HTTP_PORT,
-                    False,
-                )
-            )
+        other = next((o for o in owners if o != entry.owner), "someone-else@example.com")
+        result += header_calls(case, entry, other) + token_calls(case, entry, other)
     return result
+
+
+def header_calls(case: Case, entry: Profile, other_owner: str) -> list[Call]:
+    """Requests that identify by header alone; only the first is allowed, and only in header or both mode."""
+    header = expected_header(case, entry.owner)
+    editor = spiffe(entry.namespace, "default-editor")
+    mine = {header.name: header.value}
+    result = [
+        Call(
+            f"{entry.namespace}: editor with the owner's header",
+            editor,
+            mine,
+            HTTP_PORT,
+            header_mode(case, entry),
+        ),
+        Call(f"{entry.namespace}: same on the gRPC port", editor, mine, GRPC_PORT, False),
+        Call(f"{entry.namespace}: no header", editor, {}, HTTP_PORT, False),
+        Call(
+            f"{entry.namespace}: another owner's header",
+            editor,
+            {header.name: expected_header(case, other_owner).value},
+            HTTP_PORT,
+            False,
+        ),
+        Call(
+            f"{entry.namespace}: the owner's header in another case",
+            editor,
+            {header.name: header.value.swapcase()},
+            HTTP_PORT,
+            False,
+        ),
+        Call(
+            f"{entry.namespace}: another namespace's editor with this header",
+            spiffe(NAMESPACE_WITHOUT_PROFILE, "default-editor"),
+            mine,
+            HTTP_PORT,
+            False,
+        ),
+        Call(
+            f"{entry.namespace}: another service account of the namespace",
+            spiffe(entry.namespace, "default-viewer"),
+            mine,
+            HTTP_PORT,
+            False,
+        ),
+        Call(f"{entry.namespace}: plaintext with the owner's header", None, mine, HTTP_PORT, False),
+    ]
+    if header.value != entry.owner:
+        result.append(
+            Call(
+                f"{entry.namespace}: the owner without the prefix",
+                editor,
+                {header.name: entry.owner},
+                HTTP_PORT,
+                False,
+            )
+        )
+    return result
+
+
+def token_calls(case: Case, entry: Profile, other_owner: str) -> list[Call]:
+    """Requests with a bearer token. KFP authenticates the token from gRPC metadata on both of its ports,
+    so token mode admits either; with any identity header it is the header that must be right (header or
+    both mode, HTTP port), since KFP tries the header first."""
+    header = expected_header(case, entry.owner)
+    editor = spiffe(entry.namespace, "default-editor")
+    token = token_mode(case, entry)
+    owners_header = {**BEARER, header.name: header.value}
+    return [
+        Call(f"{entry.namespace}: editor with a token, no identity header", editor, BEARER, HTTP_PORT, token),
+        Call(f"{entry.namespace}: a token on the gRPC port", editor, BEARER, GRPC_PORT, token),
+        Call(
+            f"{entry.namespace}: a token and the owner's header",
+            editor,
+            owners_header,
+            HTTP_PORT,
+            header_mode(case, entry),
+        ),
+        Call(
+            f"{entry.namespace}: a token and the owner's header on the gRPC port",
+            editor,
+            owners_header,
+            GRPC_PORT,
+            False,
+        ),
+        Call(
+            f"{entry.namespace}: a token and another owner's header",
+            editor,
+            {**BEARER, header.name: expected_header(case, other_owner).value},
+            HTTP_PORT,
+            False,
+        ),
+        Call(
+            f"{entry.namespace}: a token and another owner's header on the gRPC port",
+            editor,
+            {**BEARER, header.name: expected_header(case, other_owner).value},
+            GRPC_PORT,
+            False,
+        ),
+        Call(
+            f"{entry.namespace}: a token and an empty identity header",
+            editor,
+            {**BEARER, header.name: ""},
+            HTTP_PORT,
+            False,
+        ),
+        Call(
+            f"{entry.namespace}: another namespace's editor with a token",
+            spiffe(NAMESPACE_WITHOUT_PROFILE, "default-editor"),
+            BEARER,
+            HTTP_PORT,
+            False,
+        ),
+        Call(
+            f"{entry.namespace}: another service account of the namespace with a token",
+            spiffe(entry.namespace, "default-viewer"),
+            BEARER,
+            HTTP_PORT,
+            False,
+        ),
+        Call(f"{entry.namespace}: plaintext with a token", None, BEARER, HTTP_PORT, False),
+    ]
 
 
 def case_document(case: Case) -> dict[str, Any]:

@@ -112,8 +112,8 @@ func headersAdded(vh *route.VirtualHost) []*core.HeaderValueOption {
 }
 
 // TestIdentityHeaderOnlyFromLabelledWorkloadsToMlPipeline: the EnvoyFilter makes the sidecar of a
-// labelled Pod of a profile namespace set (overwrite) the owner's header on ml-pipeline's virtual host,
-// and nothing else gets it.
+// labelled Pod of a profile namespace in header or both mode set (overwrite) the owner's header on
+// ml-pipeline's virtual host, and nothing else gets it (token mode: no header at all).
 func TestIdentityHeaderOnlyFromLabelledWorkloadsToMlPipeline(t *testing.T) {
 	eachTranslatedCase(t, func(t *testing.T, c testCase, m *mesh) {
 		headerNames := map[string]bool{}
