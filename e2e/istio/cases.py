@@ -49,6 +49,8 @@ class Profile:
     owner: str
     mode: str | None = None
     """The Namespace's identity-mode annotation (None: none, the configuration's mode applies)."""
+    leaving_header: bool = False
+    """The namespace was in header mode: the EnvoyFilter the hooks answered then is still observed."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,7 @@ CASES = (
             Profile("frank", "frank@example.com"),
             Profile("gina", "gina@example.com"),
             Profile("hank", "hank@example.com", mode="header"),
+            Profile("nora", "nora@example.com", leaving_header=True),
         ),
         settings={"KFEXT_IDENTITY_MODE": "token"},
     ),
@@ -160,19 +163,38 @@ def hook_objects(case: Case) -> list[dict[str, Any]]:
     controller = shipped_controller(case.overlay)
     objects: list[dict[str, Any]] = []
     for entry in case.profiles:
-        user_namespace = namespace(entry.namespace)
-        if entry.mode is not None:
-            user_namespace["metadata"]["annotations"][MODE_ANNOTATION] = entry.mode
-        body = sync_request(
-            controller, user_namespace, {entry.namespace: profile(entry.namespace, entry.owner)}
-        )
-        response = client.post(
-            "/sync", content=json.dumps(body), headers={"content-type": "application/json"}
-        )
-        if response.status_code != 200:
-            raise RuntimeError(f"{case.name}/{entry.namespace}: /sync answered {response.status_code}")
-        objects += response.json()["attachments"]
+        observed: dict[str, Any] = {}
+        if entry.leaving_header:
+            for obj in sync(client, controller, case, entry, "header", {}):
+                if obj["kind"] == "EnvoyFilter":
+                    key = f"EnvoyFilter.{obj['apiVersion']}"
+                    observed.setdefault(key, {})[obj["metadata"]["name"]] = obj
+            if not observed:
+                raise RuntimeError(f"{case.name}/{entry.namespace}: no EnvoyFilter in header mode")
+        objects += sync(client, controller, case, entry, entry.mode, observed)
     return objects
+
+
+def sync(
+    client: TestClient,
+    controller: dict[str, Any],
+    case: Case,
+    entry: Profile,
+    mode: str | None,
+    observed: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """The hooks' answer for one profile namespace, annotated with ``mode`` (None: not annotated)."""
+    user_namespace = namespace(entry.namespace)
+    if mode is not None:
+        user_namespace["metadata"]["annotations"][MODE_ANNOTATION] = mode
+    body = sync_request(
+        controller, user_namespace, {entry.namespace: profile(entry.namespace, entry.owner)}, observed
+    )
+    response = client.post("/sync", content=json.dumps(body), headers={"content-type": "application/json"})
+    if response.status_code != 200:
+        raise RuntimeError(f"{case.name}/{entry.namespace}: /sync answered {response.status_code}")
+    attachments: list[dict[str, Any]] = response.json()["attachments"]
+    return attachments
 
 
 def spiffe(namespace_name: str, service_account: str) -> str:
@@ -194,6 +216,11 @@ def identity_mode(case: Case, entry: Profile) -> str:
 
 def header_mode(case: Case, entry: Profile) -> bool:
     return identity_mode(case, entry) in ("header", "both")
+
+
+def admits_header(case: Case, entry: Profile) -> bool:
+    """Header or both mode; and, leaving header mode, while its EnvoyFilter may still set the header."""
+    return header_mode(case, entry) or entry.leaving_header
 
 
 def token_mode(case: Case, entry: Profile) -> bool:
@@ -228,7 +255,7 @@ def calls(case: Case) -> list[Call]:
 
 
 def header_calls(case: Case, entry: Profile, other_owner: str) -> list[Call]:
-    """Requests that identify by header alone; only the first is allowed, and only in header or both mode."""
+    """Requests that identify by header alone; only the first is allowed, and only where admits_header."""
     header = expected_header(case, entry.owner)
     editor = spiffe(entry.namespace, "default-editor")
     mine = {header.name: header.value}
@@ -238,7 +265,7 @@ def header_calls(case: Case, entry: Profile, other_owner: str) -> list[Call]:
             editor,
             mine,
             HTTP_PORT,
-            header_mode(case, entry),
+            admits_header(case, entry),
         ),
         Call(f"{entry.namespace}: same on the gRPC port", editor, mine, GRPC_PORT, False),
         Call(f"{entry.namespace}: no header", editor, {}, HTTP_PORT, False),
@@ -301,7 +328,7 @@ def token_calls(case: Case, entry: Profile, other_owner: str) -> list[Call]:
             editor,
             owners_header,
             HTTP_PORT,
-            header_mode(case, entry),
+            admits_header(case, entry),
         ),
         Call(
             f"{entry.namespace}: a token and the owner's header on the gRPC port",
