@@ -10,6 +10,9 @@ default_image := "localhost/kubeflow-extension:dev"
 default:
     @just --list
 
+# Everything CI runs, in its order: lint, the tests, Istio's translation of the hooks' objects, the image.
+check: lint test test-istio image-test
+
 # Unit, contract and property tests, then the end-to-end suite on the local control plane.
 test *args:
     pytest {{args}}

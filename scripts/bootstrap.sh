@@ -13,6 +13,11 @@ fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 .venv/bin/python -m e2e.upstream download
+# Debian packages of the local node (containerd, runc, CNI plugins, BusyBox, PostgreSQL); only what is missing.
+# Without root they cannot be installed: the demo does not need them, the node tests then say what is missing.
+if [[ ${SKIP_NODE_PACKAGES:-} != 1 ]]; then
+  bash e2e/install-node-packages.sh || echo "bootstrap: the local node's packages are missing (see above)" >&2
+fi
 # Real kubeflow-kale releases for the peer tests, in virtualenvs under ~/.cache/kubeflow-extension/.
 if [[ ${SKIP_KALE_RELEASES:-} != 1 ]]; then
   .venv/bin/python -m e2e.kale_peers
