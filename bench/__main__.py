@@ -22,6 +22,7 @@ from bench import (
     memory,
     pod_creation,
     pod_explain,
+    pod_kyverno,
     stats,
     webhook_direct,
 )
@@ -38,8 +39,9 @@ PARTS: dict[str, tuple[str, Any]] = {
     "memory": ("Memory under sustained load", memory),
     "instructions": ("Instructions per review (callgrind), webhook and ceiling in-process", instructions),
     "explain": ("Where kube-apiserver spends a patch's latency, one hypothesis per side", pod_explain),
+    "kyverno": ("Pod creation: our webhook and Kyverno doing the same job (notebook label)", pod_kyverno),
 }
-OPT_IN = frozenset({"explain"})
+OPT_IN = frozenset({"explain", "kyverno"})
 """Parts that run only when named with ``--only`` (long, and for analysis rather than targets)."""
 
 
@@ -154,7 +156,8 @@ def targets(results: dict[str, Any]) -> list[list[str]]:
 
 def render(results: dict[str, Any], arguments: argparse.Namespace, seconds: float, notes: str) -> str:
     command = "python -m bench" + (" --quick" if arguments.quick else "")
-    command += "".join(f" --only {p}" for p in arguments.only or [])
+    command += "".join(f" --only {p}" for p in arguments.only or [] if p != "kyverno")
+    command += " --with-kyverno" if arguments.with_kyverno else ""
     command += f" --minutes {arguments.minutes:g}" if arguments.minutes else ""
     lines = [
         "# Benchmark results",
@@ -207,12 +210,19 @@ def main() -> None:
     parser.add_argument(
         "--minutes", type=float, help="length of the memory soak (default 1; 10 for the full soak)"
     )
+    parser.add_argument(
+        "--with-kyverno",
+        action="store_true",
+        help="also compare with Kyverno (built from the Go module proxy on first use, about 3 minutes)",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS, help="where to write the results")
     parser.add_argument("--no-write", action="store_true", help="print only")
     arguments = parser.parse_args()
     # kubectl from the virtual environment, and no proxy for loopback, even without `activate`.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
+    if arguments.with_kyverno:
+        arguments.only = [*(arguments.only or [p for p in PARTS if p not in OPT_IN]), "kyverno"]
     durations = Durations.pick(arguments.quick, arguments.minutes)
     results: dict[str, Any] = {}
     began = time.monotonic()

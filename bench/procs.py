@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import os
 import signal
 import socket
@@ -130,3 +131,41 @@ class Server:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def _address(hex_address: str) -> str:
+    """An address of /proc/net/{tcp,udp}[6] (host byte order per 32-bit word) as text, port dropped."""
+    raw = bytes.fromhex(hex_address.split(":")[0])
+    host_order = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    return str(ipaddress.ip_address(host_order))
+
+
+def socket_addresses(pid: int) -> set[tuple[str, str, str]]:
+    """(protocol, local address, remote address) of every inet socket the process holds now."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:  # closed meanwhile
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found = set()
+    for protocol in ("tcp", "tcp6", "udp", "udp6"):
+        for line in Path(f"/proc/{pid}/net/{protocol}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes:
+                found.add((protocol, _address(fields[1]), _address(fields[2])))
+    return found
+
+
+def is_loopback_only(local: str, remote: str) -> bool:
+    """Bound to loopback, and connected to loopback or to nothing (a listener's remote is all zeros)."""
+
+    def loopback(text: str) -> bool:
+        address = ipaddress.ip_address(text)
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        return address.is_loopback
+
+    return loopback(local) and (loopback(remote) or ipaddress.ip_address(remote).is_unspecified)
