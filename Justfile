@@ -30,7 +30,7 @@ test-unit *args:
 
 # ruff (lint and format), mypy, and the release workflow (actionlint, built from Go once).
 lint: lint-image
-    shellcheck -x .ci/run scripts/*.sh e2e/*.sh e2e/kind/*.sh
+    shellcheck -x .ci/run scripts/*.sh e2e/*.sh e2e/kind/*.sh bench/*.sh
     "$(bash scripts/build-actionlint.sh)" -shellcheck "$(command -v shellcheck)" .github/workflows/*.yaml
     ruff check .
     ruff format --check .
@@ -94,6 +94,7 @@ e2e:
 # Benchmarks side by side (webhook against a bare ceiling, hooks, pod creation, memory); writes
 # bench/RESULTS.md. `just bench --quick`, `just bench --only webhook`, `just bench --only memory --minutes 10`,
 # `just bench --only instructions` (callgrind), `just bench --only explain` (kube-apiserver's side of a patch).
+# `just bench --only pods --with-kyverno` adds Kyverno doing the same job (built on first use, not in CI).
 bench *args:
     python -m bench {{args}}
 

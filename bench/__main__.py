@@ -154,7 +154,13 @@ def targets(results: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-def render(results: dict[str, Any], arguments: argparse.Namespace, seconds: float, notes: str) -> str:
+def render(
+    results: dict[str, Any],
+    arguments: argparse.Namespace,
+    seconds: float,
+    notes: str,
+    machine_rows: list[tuple[str, str]],
+) -> str:
     command = "python -m bench" + (" --quick" if arguments.quick else "")
     command += "".join(f" --only {p}" for p in arguments.only or [] if p != "kyverno")
     command += " --with-kyverno" if arguments.with_kyverno else ""
@@ -168,7 +174,7 @@ def render(results: dict[str, Any], arguments: argparse.Namespace, seconds: floa
         "",
         "## Machine",
         "",
-        stats.table(["", ""], machine()),
+        stats.table(["", ""], machine_rows),
         "",
         "## Targets",
         "",
@@ -225,6 +231,7 @@ def main() -> None:
         arguments.only = [*(arguments.only or [p for p in PARTS if p not in OPT_IN]), "kyverno"]
     durations = Durations.pick(arguments.quick, arguments.minutes)
     results: dict[str, Any] = {}
+    machine_rows = machine()  # the load average before the run, not after it
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="kfext-bench-") as work:
         for name, (title, module) in PARTS.items():
@@ -240,7 +247,7 @@ def main() -> None:
     if not arguments.no_write:
         previous = arguments.output.read_text() if arguments.output.exists() else ""
         notes = previous.split(NOTES_MARKER, 1)[1] if NOTES_MARKER in previous else ""
-        arguments.output.write_text(render(results, arguments, time.monotonic() - began, notes))
+        arguments.output.write_text(render(results, arguments, time.monotonic() - began, notes, machine_rows))
         print(f"\nwritten: {arguments.output}")
 
 
