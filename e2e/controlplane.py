@@ -21,7 +21,6 @@ Command line (``up`` returns once everything is ready and leaves it running)::
 from __future__ import annotations
 
 import argparse
-import atexit
 import base64
 import contextlib
 import importlib.util
@@ -39,7 +38,6 @@ import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from e2e import metacontroller as metacontroller_flags
@@ -47,11 +45,17 @@ from e2e import podman, upstream
 from e2e import versions as versions_module
 from e2e.manifests import Document, dump_documents, load_documents, localize_manifests
 from e2e.pki import CertFiles, CertificateAuthority, ControlPlanePki, create_control_plane_pki
-from e2e.processes import ManagedProcess, free_port, stop_pid, wait_until
+from e2e.processes import (
+    ManagedProcess,
+    ProcessGroup,
+    client_environment,
+    free_port,
+    stop_pid,
+    wait_until,
+)
 
 REPO_ROOT = versions_module.E2E_DIR.parent
 LOOPBACK = "127.0.0.1"
-NO_PROXY = "127.0.0.1,localhost"
 DEFAULT_STATE_FILE = Path(tempfile.gettempdir()) / "kubeflow-extension-controlplane.json"
 
 KCM_CONTROLLERS = (
@@ -88,15 +92,6 @@ def require_binaries(versions: versions_module.Versions) -> None:
             f"Build it with: {versions_module.BUILD_SCRIPT} all   (cache: {versions.cache_dir}, "
             f"set {versions_module.CACHE_ENV} to move it)"
         )
-
-
-def client_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """``base`` (default: ours) with loopback excluded from any proxy."""
-    env = dict(os.environ if base is None else base)
-    for name in ("NO_PROXY", "no_proxy"):
-        current = env.get(name, "")
-        env[name] = f"{current},{NO_PROXY}" if current else NO_PROXY
-    return env
 
 
 def service_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -318,16 +313,7 @@ def _kubeconfig(server: str, ca: CertificateAuthority, client: CertFiles) -> str
     return json.dumps(config, indent=2)
 
 
-_LIVE: set[ControlPlane] = set()
-
-
-@atexit.register
-def _stop_live_control_planes() -> None:
-    for plane in list(_LIVE):
-        plane.stop()
-
-
-class ControlPlane:
+class ControlPlane(ProcessGroup):
     """etcd + kube-apiserver + kube-controller-manager + Metacontroller on loopback, in ``run_dir``.
 
     ``start()`` (or ``with``) brings everything up and waits until it is ready; ``stop()`` tears it down.
@@ -346,6 +332,7 @@ class ControlPlane:
         image: str | None = None,
         profiling: bool = False,
     ) -> None:
+        super().__init__()
         self.versions = versions or versions_module.load()
         require_binaries(self.versions)
         # Read before anything starts, so that a module missing from the Go module cache fails first.
@@ -379,53 +366,10 @@ class ControlPlane:
             )
         }
         self.server = f"https://{LOOPBACK}:{self.ports['apiserver']}"
-        self.processes: list[ManagedProcess] = []
         self.services: list[LocalService] = []
-        self.timings: dict[str, float] = {}
         self._pki: ControlPlanePki | None = None
-        self._failed = False
-        self._started = False
 
     # -- lifecycle ---------------------------------------------------------------------------------
-
-    def __enter__(self) -> ControlPlane:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        if isinstance(error, Exception):  # not KeyboardInterrupt or SystemExit: those are a stop request
-            self.report_failure()
-        self.stop()
-
-    def start(self) -> ControlPlane:
-        if self._started:
-            return self
-        self._started = True
-        _LIVE.add(self)
-        began = time.monotonic()
-        try:
-            self._start()
-        except BaseException as error:
-            if isinstance(error, Exception):
-                self.report_failure()
-            self.stop()
-            raise
-        self.timings["start"] = time.monotonic() - began
-        return self
-
-    def _spawn(self, name: str, argv: Sequence[str | Path]) -> ManagedProcess:
-        process = ManagedProcess(
-            name,
-            [str(a) for a in argv],
-            self.logs_dir / f"{name}.log",
-            env=client_environment(),
-            cwd=self.run_dir,
-            die_with_parent=self.die_with_parent,
-        )
-        self.processes.append(process)
-        process.start()
-        return process
 
     def _mark(self, name: str, since: float) -> None:
         self.timings[name] = time.monotonic() - since
@@ -567,36 +511,21 @@ class ControlPlane:
             service.stop()
         for process in reversed(self.processes):
             process.stop()
-        _LIVE.discard(self)
         if self._started and not self.keep_run_dir and not self._failed:
             shutil.rmtree(self.run_dir, ignore_errors=True)
         elif self._started:
             print(f"control plane files kept in {self.run_dir}", file=sys.stderr)
-        self._started = False
+        self._stopped()
 
     def detach(self) -> None:
         """Forget every process without stopping it (they keep running for ``down``); keep the files."""
         self.processes, self.services = [], []
-        self._started = False
-        _LIVE.discard(self)
+        self._stopped()
 
     # -- diagnostics -------------------------------------------------------------------------------
 
     def all_processes(self) -> list[ManagedProcess]:
         return [*self.processes, *(s.process for s in self.services if s.process is not None)]
-
-    def log_tails(self, lines: int = 40) -> str:
-        """The end of every process's log, one section each."""
-        sections = []
-        for process in self.all_processes():
-            state = "running" if process.alive else f"exited {process.returncode}"
-            sections.append(f"----- {process.name} ({state}) {process.log_path}\n{process.tail(lines)}")
-        return "\n".join(sections)
-
-    def report_failure(self, lines: int = 40) -> None:
-        """Print each process's log tail to stderr and keep the run directory."""
-        self._failed = True
-        print(self.log_tails(lines), file=sys.stderr)
 
     # -- cluster content ---------------------------------------------------------------------------
 
@@ -633,7 +562,12 @@ class ControlPlane:
         timeout: float = 30.0,
     ) -> LocalService:
         """Serve ``app`` (``module:attribute``) with uvicorn on a free port, or from the control plane's
-        ``image``; HTTPS with a cert from the run's CA when ``tls``. Returns once ``/healthz`` answers."""
+        ``image``; HTTPS with a cert from the run's CA when ``tls``. Returns once ``/healthz`` answers.
+
+        ``name`` names its log and certificate files; a name this control plane has served before (test
+        modules share one) gets a numbered suffix, so no earlier file is overwritten or reused."""
+        taken = {service.name for service in self.services}
+        name = next(n for n in (name, *(f"{name}-{i}" for i in range(2, len(taken) + 3))) if n not in taken)
         module = app.split(":", 1)[0]
         if importlib.util.find_spec(module.split(".")[0]) is None or importlib.util.find_spec(module) is None:
             raise ModuleNotFoundError(f"{app}: module {module} is not importable from {REPO_ROOT}")

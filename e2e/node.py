@@ -14,7 +14,6 @@ IP is a /32 on ``lo`` because it refuses a loopback one; nothing connects to tha
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import shutil
@@ -25,12 +24,11 @@ import time
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from e2e import host, oci
-from e2e.controlplane import LOOPBACK, REPO_ROOT, ControlPlane, client_environment
-from e2e.processes import ManagedProcess, free_port, stop_pid, wait_until
+from e2e.controlplane import LOOPBACK, REPO_ROOT, ControlPlane
+from e2e.processes import ProcessGroup, client_environment, free_port, stop_pid, wait_until
 
 NODE_NAME = LOOPBACK
 NODE_IP = "198.18.0.1"
@@ -206,21 +204,13 @@ def require_tools(busybox: Path) -> None:
         raise NodeSetupError("the local node needs: " + ", ".join(missing))
 
 
-_LIVE: set[Node] = set()
-
-
-@atexit.register
-def _stop_live_nodes() -> None:
-    for node in list(_LIVE):
-        node.stop()
-
-
-class Node:
+class Node(ProcessGroup):
     """containerd + kubelet + kube-scheduler joined to ``plane``; ``start()``/``stop()`` or ``with``."""
 
     def __init__(
         self, plane: ControlPlane, *, busybox: Path = DEFAULT_BUSYBOX, keep_run_dir: bool = False
     ) -> None:
+        super().__init__()
         self.plane = plane
         self.busybox = busybox
         require_tools(busybox)
@@ -239,57 +229,16 @@ class Node:
         self.containerd_dir = self.run_dir / "containerd"
         self.socket = self.run_dir / "containerd.sock"
         self.kubelet_dir = self.run_dir / "kubelet"
-        self.processes: list[ManagedProcess] = []
-        self.timings: dict[str, float] = {}
         self._changes: host.HostChanges | None = None
         self._lock: Any = None
-        self._failed = False
-        self._started = False
-
-    def __enter__(self) -> Node:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        if isinstance(error, Exception):
-            self.report_failure()
-        self.stop()
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
-    def start(self) -> Node:
-        if self._started:
-            return self
-        self._started = True
-        _LIVE.add(self)
-        began = time.monotonic()
-        try:
-            self._lock = host.host_lock()
-            self._lock.__enter__()
-            self._changes = host.HostChanges.record(NODE_IP)
-            self._start()
-        except BaseException as error:
-            if isinstance(error, Exception):
-                self.report_failure()
-            self.stop()
-            raise
-        self.timings["start"] = time.monotonic() - began
-        return self
-
-    def _spawn(self, name: str, argv: Sequence[str | Path]) -> ManagedProcess:
-        process = ManagedProcess(
-            name,
-            [str(a) for a in argv],
-            self.logs_dir / f"{name}.log",
-            env=client_environment(),
-            cwd=self.run_dir,
-        )
-        self.processes.append(process)
-        process.start()
-        return process
-
     def _start(self) -> None:
+        # One node a machine; what the kubelet changes on the host is recorded first, to be put back.
+        self._lock = host.host_lock()
+        self._lock.__enter__()
+        self._changes = host.HostChanges.record(NODE_IP)
         t0 = time.monotonic()
         cni_dir = self.run_dir / "cni"
         (cni_dir / "net.d").mkdir(parents=True)
@@ -402,8 +351,7 @@ class Node:
             if self._lock is not None:
                 self._lock.__exit__(None, None, None)
                 self._lock = None
-            _LIVE.discard(self)
-            self._started = False
+            self._stopped()
         if not self.keep_run_dir and not self._failed and not problems:
             shutil.rmtree(self.run_dir, ignore_errors=True)
         else:
@@ -481,19 +429,6 @@ class Node:
             timeout=600,
         )
         return output
-
-    # -- diagnostics -------------------------------------------------------------------------------
-
-    def log_tails(self, lines: int = 40) -> str:
-        sections = []
-        for process in self.processes:
-            state = "running" if process.alive else f"exited {process.returncode}"
-            sections.append(f"----- {process.name} ({state}) {process.log_path}\n{process.tail(lines)}")
-        return "\n".join(sections)
-
-    def report_failure(self, lines: int = 40) -> None:
-        self._failed = True
-        print(self.log_tails(lines), file=sys.stderr)
 
 
 def pod(

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, TypeVar
+from types import TracebackType
+from typing import IO, Self, TypeVar
 
 T = TypeVar("T")
 
 STOP_TIMEOUT = 10.0
+NO_PROXY = "127.0.0.1,localhost"
 _PR_SET_PDEATHSIG = 1
 
 
@@ -24,6 +28,15 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def client_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``base`` (default: ours) with loopback excluded from any proxy."""
+    env = dict(os.environ if base is None else base)
+    for name in ("NO_PROXY", "no_proxy"):
+        current = env.get(name, "")
+        env[name] = f"{current},{NO_PROXY}" if current else NO_PROXY
+    return env
 
 
 def _die_with_parent() -> None:
@@ -159,6 +172,104 @@ class ManagedProcess:
 
     def tail(self, lines: int = 40) -> str:
         return tail(self.log_path, lines)
+
+
+_LIVE_GROUPS: dict[ProcessGroup, None] = {}
+"""Started groups in start order (a dict keeps it): stopped newest first when the interpreter exits."""
+
+
+@atexit.register
+def _stop_live_groups() -> None:
+    for group in reversed(list(_LIVE_GROUPS)):
+        group.stop()
+
+
+class ProcessGroup:
+    """Local programs started together and stopped together: ``start()``/``stop()``, or ``with``.
+
+    What the control plane and the node share: a group still running when the interpreter exits is
+    stopped; a failure while starting (or inside ``with``) prints every log tail and keeps the run
+    directory, for the test report. Subclasses set ``run_dir``/``logs_dir`` and write ``_start`` and
+    ``stop`` (which calls ``_stopped``).
+    """
+
+    run_dir: Path
+    logs_dir: Path
+    die_with_parent: bool = True
+
+    def __init__(self) -> None:
+        self.processes: list[ManagedProcess] = []
+        self.timings: dict[str, float] = {}
+        self._failed = False
+        self._started = False
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        if isinstance(error, Exception):  # not KeyboardInterrupt or SystemExit: those are a stop request
+            self.report_failure()
+        self.stop()
+
+    def start(self) -> Self:
+        """Bring everything up and wait until it is ready; on failure, report, stop and re-raise."""
+        if self._started:
+            return self
+        self._started = True
+        _LIVE_GROUPS[self] = None
+        began = time.monotonic()
+        try:
+            self._start()
+        except BaseException as error:
+            if isinstance(error, Exception):
+                self.report_failure()
+            self.stop()
+            raise
+        self.timings["start"] = time.monotonic() - began
+        return self
+
+    def _start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def _stopped(self) -> None:
+        """Forget the group as running (a later ``stop`` is a no-op)."""
+        _LIVE_GROUPS.pop(self, None)
+        self._started = False
+
+    def _spawn(self, name: str, argv: Sequence[str | Path]) -> ManagedProcess:
+        """Start one program of the group, logging to ``logs_dir/<name>.log``."""
+        process = ManagedProcess(
+            name,
+            [str(a) for a in argv],
+            self.logs_dir / f"{name}.log",
+            env=client_environment(),
+            cwd=self.run_dir,
+            die_with_parent=self.die_with_parent,
+        )
+        self.processes.append(process)
+        process.start()
+        return process
+
+    def all_processes(self) -> list[ManagedProcess]:
+        return list(self.processes)
+
+    def log_tails(self, lines: int = 40) -> str:
+        """The end of every process's log, one section each."""
+        sections = []
+        for process in self.all_processes():
+            state = "running" if process.alive else f"exited {process.returncode}"
+            sections.append(f"----- {process.name} ({state}) {process.log_path}\n{process.tail(lines)}")
+        return "\n".join(sections)
+
+    def report_failure(self, lines: int = 40) -> None:
+        """Print each process's log tail to stderr and keep the run directory."""
+        self._failed = True
+        print(self.log_tails(lines), file=sys.stderr)
 
 
 class ProcessExitedError(RuntimeError):
