@@ -5,6 +5,7 @@
 # is already present). Prints the image's layers and the size of its Python environment.
 #
 #   bash scripts/build-image.sh [IMAGE]      (default: localhost/kubeflow-extension:dev)
+#   bash scripts/build-image.sh --base-only  (only the tools and the base image, e.g. ahead of a build)
 #
 # Where the package index is reached through a TLS proxy that the host trusts, the build sees the host's
 # CA bundle and a pip.conf naming it through read-only bind mounts, which no layer records.
@@ -112,5 +113,6 @@ report() {
 
 install_tools
 ensure_base
+if [[ $image == --base-only ]]; then exit 0; fi
 build
 report
