@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+import json
 from typing import Any
 
+from e2e.controlplane import Kubectl
 from service.config import Config
+from tests.webhook import katib_objects
 
 
 def profile_objects(name: str, owner: str, config: Config | None = None) -> list[dict[str, Any]]:
@@ -33,3 +37,35 @@ def profile_objects(name: str, owner: str, config: Config | None = None) -> list
             "metadata": {"name": config.service_account, "namespace": name},
         },
     ]
+
+
+def create(kubectl: Kubectl, obj: dict[str, Any], namespace: str) -> dict[str, Any]:
+    """Create ``obj`` in ``namespace`` through the API and return it as stored (after admission)."""
+    obj = copy.deepcopy(obj)
+    obj["metadata"]["namespace"] = namespace
+    if obj["kind"] == "Pod":
+        # The builders' Pods name a Job that does not exist here; the garbage collector would delete them.
+        obj["metadata"].pop("ownerReferences", None)
+    return kubectl("create", "-f", "-", stdin=json.dumps(obj))
+
+
+def create_kale_trial_job(kubectl: Kubectl, name: str, namespace: str) -> dict[str, Any]:
+    """A Trial, then the Kale trial Job that Katib's trial controller makes for it (owned by that Trial's
+    UID, so the garbage collector keeps it); returns the Job as stored."""
+    trial = kubectl(
+        "create",
+        "-f",
+        "-",
+        stdin=json.dumps(
+            {
+                "apiVersion": "kubeflow.org/v1beta1",
+                "kind": "Trial",
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {},
+            }
+        ),
+    )
+    job = katib_objects.trial_job(kale="0.7")
+    job["metadata"]["name"] = name
+    job["metadata"]["ownerReferences"][0].update(name=name, uid=trial["metadata"]["uid"])
+    return create(kubectl, job, namespace)

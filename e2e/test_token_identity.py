@@ -5,14 +5,13 @@ in token, both and header-on-ambient modes through real Metacontroller."""
 from __future__ import annotations
 
 import base64
-import copy
 import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from e2e import kubeflow_rbac
+from e2e import kubeflow_rbac, objects
 from e2e.controlplane import REPO_ROOT, ControlPlane, Kubectl, LocalService
 from e2e.objects import profile_objects
 from e2e.processes import eventually
@@ -56,12 +55,7 @@ def token_admission(control_plane: ControlPlane, kubectl: Kubectl) -> Iterator[L
 
 
 def create(kubectl: Kubectl, obj: dict[str, Any], namespace: str = ALICE) -> dict[str, Any]:
-    obj = copy.deepcopy(obj)
-    obj["metadata"]["namespace"] = namespace
-    if obj["kind"] == "Pod":
-        # The builders' Pods name a Job that does not exist here; the garbage collector would delete them.
-        obj["metadata"].pop("ownerReferences", None)
-    return kubectl("create", "-f", "-", stdin=json.dumps(obj))
+    return objects.create(kubectl, obj, namespace)
 
 
 def token_source(pod_spec: dict[str, Any]) -> dict[str, Any]:
@@ -127,23 +121,7 @@ def test_a_pod_default_mount_is_stored_once(kubectl: Kubectl) -> None:
 
 @pytest.mark.usefixtures("token_admission")
 def test_the_trial_jobs_pod_runs_as_default_editor_with_the_token(kubectl: Kubectl) -> None:
-    trial = kubectl(
-        "create",
-        "-f",
-        "-",
-        stdin=json.dumps(
-            {
-                "apiVersion": "kubeflow.org/v1beta1",
-                "kind": "Trial",
-                "metadata": {"name": "token-exp-x7k2p", "namespace": ALICE},
-                "spec": {},
-            }
-        ),
-    )
-    job = katib_objects.trial_job(kale="0.7")
-    job["metadata"]["name"] = "token-exp-x7k2p"
-    job["metadata"]["ownerReferences"][0].update(name="token-exp-x7k2p", uid=trial["metadata"]["uid"])
-    stored = create(kubectl, job)
+    stored = objects.create_kale_trial_job(kubectl, "token-exp-x7k2p", ALICE)
     assert stored["spec"]["template"]["spec"]["serviceAccountName"] == "default-editor"
     assert_mounted(stored["spec"]["template"]["spec"], {"main"})
     pod = eventually(

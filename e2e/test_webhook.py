@@ -4,7 +4,6 @@ the webhook process over TLS, admitting Jobs and Pods created through the API.""
 from __future__ import annotations
 
 import base64
-import copy
 import json
 import ssl
 import threading
@@ -16,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from e2e import objects
 from e2e.controlplane import REPO_ROOT, ControlPlane, Kubectl, KubectlError, LocalService
 from e2e.processes import eventually
 from e2e.stubs import JsonHandler
@@ -55,12 +55,7 @@ def admission(
 
 def create(kubectl: Kubectl, obj: dict[str, Any], namespace: str = NAMESPACE) -> dict[str, Any]:
     """Create through the API and return the object as stored (after admission)."""
-    obj = copy.deepcopy(obj)
-    obj["metadata"]["namespace"] = namespace
-    if obj["kind"] == "Pod":
-        # The builders' Pods name a Job that does not exist here; the garbage collector would delete them.
-        obj["metadata"].pop("ownerReferences", None)
-    return kubectl("create", "-f", "-", stdin=json.dumps(obj))
+    return objects.create(kubectl, obj, namespace)
 
 
 def container(pod: dict[str, Any], name: str) -> dict[str, Any]:
@@ -81,22 +76,7 @@ def reviews(webhook: LocalService) -> float:
 
 @pytest.mark.usefixtures("admission")
 def test_trial_job_and_the_pod_its_controller_makes_are_stored_mutated(kubectl: Kubectl) -> None:
-    trial = kubectl(
-        "create",
-        "-f",
-        "-",
-        stdin=json.dumps(
-            {
-                "apiVersion": "kubeflow.org/v1beta1",
-                "kind": "Trial",
-                "metadata": {"name": "random-exp-x7k2p", "namespace": NAMESPACE},
-                "spec": {},
-            }
-        ),
-    )
-    job = katib_objects.trial_job(kale="0.7")
-    job["metadata"]["ownerReferences"][0]["uid"] = trial["metadata"]["uid"]
-    stored = create(kubectl, job)
+    stored = objects.create_kale_trial_job(kubectl, "random-exp-x7k2p", NAMESPACE)
     template = stored["spec"]["template"]
     assert template["metadata"]["labels"]["sidecar.istio.io/inject"] == "true"
     assert template["metadata"]["annotations"]["sidecar.istio.io/inject"] == "true"
