@@ -72,7 +72,8 @@ fmt:
     ruff format .
     ruff check --fix .
 
-# Build etcd, kube-apiserver, kube-controller-manager and Metacontroller (cached; only what is missing).
+# Build etcd, kube-apiserver, kube-controller-manager, Metacontroller, the node's and Katib's programs and
+# the full BusyBox of the node trials (cached; only what is missing).
 build-control-plane:
     bash e2e/build-control-plane.sh all
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds etcd, kube-apiserver, kube-controller-manager, Metacontroller, for `just e2e-node` kube-scheduler and
 # the kubelet, and the programs of the e2e/katib module (run against Katib's own code by the tests), from
-# their Go modules into
+# their Go modules, and for the node trials a full BusyBox from Debian's source package, into
 # ${KUBEFLOW_EXTENSION_CACHE:-~/.cache/kubeflow-extension}/<component>-<version>/, skipping any binary already there.
-# Every module comes from the Go module proxy; nothing is written inside the repository.
+# Every module comes from the Go module proxy, every Debian source through apt; nothing is written inside the
+# repository.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=versions.env
@@ -123,9 +124,65 @@ build_katib() {
   log "katib $KATIB_VERSION: done"
 }
 
+# BusyBox from Debian's source package of the installed busybox-static (the same version, Debian's patches
+# applied), configured by busybox-full.config: the collector image of the node trials with `wget -T` and
+# `pkill`, which Debian's own static build lacks. Rebuilt when that file changes (its digest names a stamp).
+build_busybox() {
+  local config=$here/busybox-full.config version digest dir work
+  # Without the node's packages there is no node to run it on (bootstrap goes on; the node tests say why).
+  if ! version=$(dpkg-query -W -f='${source:Version}' busybox-static 2>/dev/null) ||
+    ! command -v gcc make dpkg-source >/dev/null; then
+    log "busybox: skipped, the node's packages are missing (e2e/install-node-packages.sh)"; return 0
+  fi
+  dir=$cache/busybox-${version#*:}-full
+  digest=$(sha256sum "$config" | cut -c1-16)
+  if [[ -f $dir/bin/.config-$digest ]]; then log "busybox $version full: cached"; return; fi
+  log "busybox $version full: building"
+  work=$(mktemp -d)
+  # shellcheck disable=SC2064 # the path as it is now: $work is local
+  trap "rm -rf -- '$work'" EXIT
+  # apt fetches the source through a private source list and lists directory (the machine's apt configuration
+  # and package lists stay as they are) and checks every file against the Sources index signed by the
+  # archive's key; the uploader's own signature on the .dsc would need debian-keyring, hence --no-check.
+  local codename
+  codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
+  local keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+  printf 'deb-src [signed-by=%s] http://deb.debian.org/%s %s main\n' \
+    "$keyring" debian "$codename" "$keyring" debian-security "$codename-security" >"$work/sources.list"
+  mkdir -p "$work/lists/partial" "$work/sources.list.d" "$work/source"
+  local apt=(apt-get -qq -o "Dir::Etc::SourceList=$work/sources.list" -o "Dir::Etc::SourceParts=$work/sources.list.d"
+    -o "Dir::State::Lists=$work/lists" -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache=
+    -o APT::Sandbox::User=root)
+  "${apt[@]}" update
+  (cd "$work/source" && "${apt[@]}" source --download-only "busybox=$version")
+  dpkg-source --no-check --extract "$work/source/busybox_${version#*:}.dsc" "$work/busybox" >/dev/null
+  cd "$work/busybox"
+  make defconfig >/dev/null
+  local line symbol settings=() setting='^(CONFIG_[A-Z0-9_]+)=|^# (CONFIG_[A-Z0-9_]+) is not set$'
+  while read -r line; do
+    [[ $line =~ $setting ]] || continue
+    symbol=${BASH_REMATCH[1]:-${BASH_REMATCH[2]}}
+    sed -i -e "/^$symbol=/d" -e "/^# $symbol is not set\$/d" .config
+    printf '%s\n' "$line" >>.config
+    settings+=("$line")
+  done <"$config"
+  { yes "" || true; } | make oldconfig >/dev/null
+  for line in "${settings[@]}"; do
+    grep -qxF -- "$line" .config || { log "busybox: $line did not hold in the configuration"; return 1; }
+  done
+  make -j"$(nproc)" busybox BB_EXTRA_VERSION="Debian $version source, busybox-full.config" >make.log 2>&1 ||
+    { tail -n 40 make.log >&2; return 1; }
+  rm -rf "${dir:?}/bin" && mkdir -p "$dir/bin"
+  cp busybox "$dir/bin/busybox"
+  cp .config "$dir/bin/busybox.config"
+  touch "$dir/bin/.config-$digest"
+  log "busybox $version full: done"
+}
+
 what=${1:-all}
 case $what in
-  all) (build_etcd) && (build_metacontroller) && (build_kubernetes) && (build_node) && (build_katib) ;;
-  etcd|metacontroller|kubernetes|node|katib) ("build_$what") ;;
-  *) echo "usage: $0 [all|etcd|metacontroller|kubernetes|node|katib]" >&2; exit 2 ;;
+  all) (build_etcd) && (build_metacontroller) && (build_kubernetes) && (build_node) && (build_katib) &&
+    (build_busybox) ;;
+  etcd|metacontroller|kubernetes|node|katib|busybox) ("build_$what") ;;
+  *) echo "usage: $0 [all|etcd|metacontroller|kubernetes|node|katib|busybox]" >&2; exit 2 ;;
 esac

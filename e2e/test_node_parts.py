@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e import host, node, oci
+from e2e import host, node, oci, versions
 
 
 def _members(archive: bytes) -> dict[str, bytes]:
@@ -84,6 +84,14 @@ def test_busybox_layer_links_every_applet_but_itself(tmp_path: Path) -> None:
     layer = oci.busybox_layer(busybox, ["busybox", "sh", "wget"], oci.Layer(files={"/app/x": b""}))
     assert layer.symlinks == {"/bin/sh": "busybox", "/bin/wget": "busybox"}
     assert set(layer.files) == {"/bin/busybox", "/etc/passwd", "/etc/group", "/app/x"}
+
+
+def test_the_full_busybox_is_named_by_its_debian_source_version_without_the_epoch(tmp_path: Path) -> None:
+    environ = {versions.CACHE_ENV: str(tmp_path)}
+    built = tmp_path / "busybox-1.35.0-4+deb12u1-full" / "bin" / "busybox"
+    assert versions.full_busybox("1:1.35.0-4+deb12u1", environ) == built
+    assert versions.full_busybox("1.35.0-4+deb12u1", environ) == built
+    assert versions.installed_source_version("no-such-package-here") is None
 
 
 def test_first_missing_is_the_outermost_created_directory(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -111,6 +112,26 @@ def cache_dir(environ: Mapping[str, str] | None = None) -> Path:
     environ = os.environ if environ is None else environ
     configured = environ.get(CACHE_ENV)
     return Path(configured).expanduser() if configured else DEFAULT_CACHE.expanduser()
+
+
+def installed_source_version(package: str) -> str | None:
+    """The Debian source version an installed package was built from (``1:1.35.0-4+deb12u1``), or None."""
+    try:
+        result = subprocess.run(
+            ["dpkg-query", "-W", "-f=${source:Version}", package],
+            capture_output=True, text=True, check=False, timeout=30,
+        )  # fmt: skip
+    except FileNotFoundError:  # not a Debian system
+        return None
+    version = result.stdout.strip()
+    return version if result.returncode == 0 and version else None
+
+
+def full_busybox(source_version: str, environ: Mapping[str, str] | None = None) -> Path:
+    """The BusyBox ``build-control-plane.sh busybox`` builds from Debian's source ``source_version`` with
+    ``busybox-full.config`` (its directory is named without the epoch)."""
+    version = source_version.split(":", 1)[-1]
+    return cache_dir(environ) / f"busybox-{version}-full" / "bin" / "busybox"
 
 
 @cache
