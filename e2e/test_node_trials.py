@@ -2,6 +2,10 @@
 injection (its SidecarInjector as an admission webhook), Katib's own file metrics collector in an image laid
 out like Katib's, Katib's own db-manager on PostgreSQL, a pilot-agent stand-in that runs until
 ``POST 127.0.0.1:15020/quitquitquit``, and our webhook. Without our webhook the same trial never ends.
+
+The collector image's shell and tools are BusyBox, in two builds: Debian's busybox-static (no ``wget -T``,
+no ``pkill``) and one from the same Debian source with a configuration like Alpine's, which has both
+(``e2e/build-control-plane.sh busybox``).
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import ssl
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +26,7 @@ import pytest
 from e2e import oci, versions
 from e2e.controlplane import LOOPBACK, REPO_ROOT, ControlPlane, Kubectl, LocalService, http_get
 from e2e.katib_db import KatibDatabase
-from e2e.node import BUSYBOX_IMAGE, IMAGE_REGISTRY, Node, pod_spec
+from e2e.node import BUSYBOX_IMAGE, IMAGE_REGISTRY, Node, busybox_applets, pod_spec
 from e2e.processes import ManagedProcess, eventually, free_port, wait_until
 from webhook.mutations import collector
 
@@ -29,6 +34,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.node]
 
 KATIB_VERSION = versions.parse_env_file(versions.VERSIONS_FILE.read_text())["KATIB_VERSION"]
 COLLECTOR_IMAGE = f"{IMAGE_REGISTRY}/katib/file-metrics-collector:v{KATIB_VERSION}"
+"""The collector on Debian's busybox-static (the node's BusyBox)."""
+DEBIAN_STATIC, FULL = "debian-static", "full"
+BUSYBOX_FEATURES = {
+    DEBIAN_STATIC: {"wget --post-data": True, "wget -T": False, "pgrep": False, "pkill": False},
+    FULL: {"wget --post-data": True, "wget -T": True, "pgrep": True, "pkill": True},
+}
+"""What each BusyBox of the collector image offers a proxy-stop recipe (ours needs only ``--post-data``)."""
 PROXY_IMAGE = f"{IMAGE_REGISTRY}/istio/proxyv2:stand-in"
 PROFILE = "e2e-node-profile"
 """A profile namespace: our webhook and Katib's injector both apply."""
@@ -45,6 +57,37 @@ collector polls every second; ours stops the proxy within seconds)."""
 
 def katib_bin() -> Path:
     return versions.cache_dir() / f"katib-{KATIB_VERSION}" / "bin"
+
+
+def collector_image(variant: str) -> str:
+    """The collector image on that BusyBox: the same release tag, with the variant after it."""
+    return COLLECTOR_IMAGE if variant == DEBIAN_STATIC else f"{COLLECTOR_IMAGE}-busybox-{variant}"
+
+
+def import_collector(node: Node, variant: str, busybox: Path) -> None:
+    """Katib's collector image as Katib lays it out (WORKDIR /app, ENTRYPOINT ./file-metricscollector) on
+    ``busybox``."""
+    collector_file = oci.Layer(files={"/app/file-metricscollector": katib_bin() / "file-metricscollector"})
+    node.import_image(
+        collector_image(variant),
+        oci.busybox_layer(busybox, busybox_applets(busybox), collector_file),
+        oci.ImageConfig(entrypoint=["./file-metricscollector"], working_dir="/app"),
+    )
+
+
+def busybox_features(busybox: Path) -> dict[str, bool]:
+    """What this BusyBox binary has of ``BUSYBOX_FEATURES``: its applet list and its wget's usage text."""
+    applets = set(busybox_applets(busybox))
+    usage = subprocess.run(
+        [str(busybox), "wget", "--help"], capture_output=True, text=True, check=False, timeout=30
+    )
+    wget = usage.stdout + usage.stderr
+    return {
+        "wget --post-data": "--post-data STR" in wget,
+        "wget -T": "-T SEC" in wget,
+        "pgrep": "pgrep" in applets,
+        "pkill": "pkill" in applets,
+    }
 
 
 @dataclass
@@ -78,13 +121,7 @@ def katib(
                 ("experiment.yaml", "trial.yaml", "suggestion.yaml")))  # fmt: skip
     kubectl.run("wait", "--for=condition=Established", "--timeout=60s", "crd/suggestions.kubeflow.org")
 
-    node.import_image(
-        COLLECTOR_IMAGE,
-        node.busybox_layer(
-            oci.Layer(files={"/app/file-metricscollector": binaries / "file-metricscollector"})
-        ),
-        oci.ImageConfig(entrypoint=["./file-metricscollector"], working_dir="/app"),
-    )
+    import_collector(node, DEBIAN_STATIC, node.busybox)
     node.import_image(
         PROXY_IMAGE,
         oci.Layer(files={"/usr/local/bin/pilot-agent": node.programs / "pilot-agent"}, directories=["/tmp"]),
@@ -143,21 +180,27 @@ def injector_port(process: ManagedProcess) -> int:
     return int(flag.rsplit(":", 1)[1])
 
 
-def katib_objects(plane: ControlPlane, port: int) -> list[dict[str, Any]]:
-    """katib-config (File collector: our image, never pulled; waitAllProcesses left at Katib's default) and
-    Katib's Pod webhook registration as Katib's manifests have it, pointed at the local injector."""
+def katib_config(image: str = COLLECTOR_IMAGE) -> dict[str, Any]:
+    """katib-config: the File collector is ``image``, never pulled; waitAllProcesses left at Katib's default.
+    Katib's injector reads it for every Pod, so applying another one switches the collector image."""
     config = (
         "apiVersion: config.kubeflow.org/v1beta1\nkind: KatibConfig\nruntime:\n  metricsCollectors:\n"
-        f"    - kind: File\n      image: {COLLECTOR_IMAGE}\n      imagePullPolicy: Never\n"
+        f"    - kind: File\n      image: {image}\n      imagePullPolicy: Never\n"
     )
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "katib-config", "namespace": "kubeflow"},
+        "data": {"katib-config.yaml": config},
+    }
+
+
+def katib_objects(plane: ControlPlane, port: int) -> list[dict[str, Any]]:
+    """katib-config with the collector on Debian's BusyBox, and Katib's Pod webhook registration as Katib's
+    manifests have it, pointed at the local injector."""
     return [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kubeflow"}},
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "katib-config", "namespace": "kubeflow"},
-            "data": {"katib-config.yaml": config},
-        },
+        katib_config(),
         {
             "apiVersion": "admissionregistration.k8s.io/v1",
             "kind": "MutatingWebhookConfiguration",
@@ -282,8 +325,28 @@ def reported(logs: list[dict[str, Any]]) -> dict[str, list[str]]:
     return by_metric
 
 
-def test_trial_finishes_and_reports_with_our_webhook(katib: Katib, kubectl: Kubectl) -> None:
-    name = "trial-finishes"
+@pytest.fixture(scope="module")
+def busybox_variants(node: Node, katib: Katib) -> dict[str, Path]:
+    """Each BusyBox of the collector image by variant, with its image imported (Debian's by ``katib``)."""
+    source = versions.installed_source_version("busybox-static")
+    full = versions.full_busybox(source) if source else None
+    if full is None or not full.is_file():
+        pytest.fail(
+            f"the full BusyBox is not built ({full}); run e2e/build-control-plane.sh busybox", pytrace=False
+        )
+    import_collector(node, FULL, full)
+    return {DEBIAN_STATIC: node.busybox, FULL: full}
+
+
+@pytest.mark.parametrize("variant", [DEBIAN_STATIC, FULL])
+def test_trial_finishes_and_reports_with_our_webhook(
+    katib: Katib, kubectl: Kubectl, busybox_variants: dict[str, Path], variant: str
+) -> None:
+    # The two collector images really differ: the BusyBox going into each has what its variant says.
+    assert busybox_features(busybox_variants[variant]) == BUSYBOX_FEATURES[variant]
+    image = collector_image(variant)
+    kubectl.apply([katib_config(image)])
+    name = f"trial-finishes-{variant}"
     start_trial(kubectl, name, PROFILE)
     condition = eventually(
         lambda: job_condition(kubectl, name, PROFILE), timeout=TRIAL_TIMEOUT, what="the trial Job finished"
@@ -298,6 +361,7 @@ def test_trial_finishes_and_reports_with_our_webhook(katib: Katib, kubectl: Kube
     # Katib's injector and ours both acted on this Pod.
     wrapped = next(c for c in pod["spec"]["containers"] if c["name"] == collector.FILE_COLLECTOR_CONTAINER)
     assert collector.is_wrapper(wrapped["command"]) and collector.WAIT_FLAG in wrapped["args"]
+    assert wrapped["image"] == image
     # The collector's report reached Katib's database: every epoch of every metric, read back through Katib.
     logs = katib.database.observation_logs(name)
     print("observation logs read back through Katib's db-manager:", json.dumps(logs, indent=1))
@@ -305,13 +369,15 @@ def test_trial_finishes_and_reports_with_our_webhook(katib: Katib, kubectl: Kube
     # The proxy was told to stop by the wrapper, once the collector process was gone.
     proxy_log = kubectl.run("logs", "-n", PROFILE, pod["metadata"]["name"], "-c", "istio-proxy").stdout
     stop_line = next(line for line in proxy_log.splitlines() if line.startswith("stopped by "))
-    print("istio-proxy stand-in:", stop_line)
-    assert stop_line.startswith("stopped by POST /quitquitquit"), proxy_log
+    print(f"istio-proxy stand-in ({variant} BusyBox):", stop_line)
+    # By BusyBox's wget on either BusyBox (the image has no Python): the wrapper needs no -T and no pkill.
+    assert stop_line.startswith('stopped by POST /quitquitquit (User-Agent "Wget")'), proxy_log
     assert "file-metricscollector" not in stop_line, proxy_log
 
 
 def test_trial_without_our_webhook_never_finishes(katib: Katib, kubectl: Kubectl) -> None:
     name = "trial-hangs"
+    kubectl.apply([katib_config()])
     start_trial(kubectl, name, UNPATCHED)
 
     def main_done() -> dict[str, Any] | None:

@@ -1,7 +1,8 @@
 // Command pilot-agent stands in for a classic Istio sidecar's agent in the local node's trial Pods: like
 // pilot-agent it serves 127.0.0.1:15020 and runs until POST /quitquitquit or SIGTERM, and it logs which
 // of the Pod's processes were still running when it was told to stop (the Pod shares one process
-// namespace), so a test can tell what stopped it and in which order.
+// namespace), so a test can tell what stopped it and in which order; a POST's User-Agent tells which
+// program sent it (BusyBox's wget says "Wget", Python's urllib "Python-urllib/…").
 package main
 
 import (
@@ -31,7 +32,7 @@ func main() {
 		}
 		w.WriteHeader(http.StatusOK)
 		select {
-		case stop <- "POST /quitquitquit":
+		case stop <- fmt.Sprintf("POST /quitquitquit (User-Agent %q)", r.UserAgent()):
 		default:
 		}
 	})
