@@ -14,6 +14,7 @@ import pytest
 
 from e2e import versions
 from e2e.controlplane import ControlPlane, Kubectl, LocalService, MissingBinariesError, require_binaries
+from e2e.katib_node import Katib, running_katib
 from e2e.node import Node, NodeSetupError
 
 # The image's tests need a built image: `just image-test` builds one and names it in this variable.
@@ -80,6 +81,16 @@ def hooks_server(control_plane: ControlPlane) -> LocalService:
 def webhook_server(control_plane: ControlPlane) -> LocalService:
     """``uvicorn webhook.app:app`` on https://127.0.0.1:<port> with a cert from the run's CA, healthy."""
     return control_plane.start_webhook()
+
+
+@pytest.fixture(scope="session")
+def katib(
+    control_plane: ControlPlane, kubectl: Kubectl, node: Node, webhook_server: LocalService
+) -> Iterator[Katib]:
+    """Katib v0.19.0 for trials on the node (``e2e.katib_node``): its Pod injector and database, our webhook,
+    a namespace where both apply (``PROFILE``) and one where only Katib's does (``UNPATCHED``)."""
+    with running_katib(control_plane, kubectl, node, webhook_server) as parts:
+        yield parts
 
 
 @pytest.hookimpl(hookwrapper=True)
