@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e import host, node, oci, versions
+from e2e import host, node, oci, python_image, versions
 
 
 def _members(archive: bytes) -> dict[str, bytes]:
@@ -163,3 +163,36 @@ def test_static_executable_check(tmp_path: Path) -> None:
     text = tmp_path / "script"
     text.write_text("#!/bin/sh\n")
     assert not node.is_static_executable(text)
+
+
+LDD_OUTPUT = """\tlinux-vdso.so.1 (0x00007ffc8a1f2000)
+\tlibpython3.11.so.1.0 => /opt/python/lib/libpython3.11.so.1.0 (0x00007f2a5c000000)
+\tlibm.so.6 => /lib/x86_64-linux-gnu/libm.so.6 (0x00007f2a5bf21000)
+\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f2a5bd40000)
+\tlibm.so.6 => /lib/x86_64-linux-gnu/libm.so.6 (0x00007f2a5bf21000)
+\t/lib64/ld-linux-x86-64.so.2 (0x00007f2a5c6a4000)
+"""
+
+
+def test_ldd_libraries_are_the_resolved_paths_once_each_with_the_loader() -> None:
+    assert python_image.ldd_libraries(LDD_OUTPUT) == [
+        "/opt/python/lib/libpython3.11.so.1.0",
+        "/lib/x86_64-linux-gnu/libm.so.6",
+        "/lib/x86_64-linux-gnu/libc.so.6",
+        "/lib64/ld-linux-x86-64.so.2",
+    ]
+    with pytest.raises(FileNotFoundError, match="libssl"):
+        python_image.ldd_libraries(LDD_OUTPUT + "\tlibssl.so.3 => not found\n")
+
+
+def test_python_runtime_mounts_its_trees_read_only_and_layers_only_the_libraries(tmp_path: Path) -> None:
+    library = tmp_path / "libc.so.6"
+    library.write_bytes(b"\x7fELF")
+    runtime = python_image.PythonRuntime(Path("/opt/venv"), Path("/opt/python"), (str(library),))
+    busybox = oci.Layer(files={"/bin/busybox": b""}, symlinks={"/bin/sh": "busybox"}, directories=["/tmp"])
+    layer = runtime.layer(busybox)
+    assert layer.files == {"/bin/busybox": b"", str(library): library}
+    assert layer.symlinks == busybox.symlinks and layer.directories == busybox.directories
+    volumes, mounts = runtime.volumes()
+    assert [v["hostPath"]["path"] for v in volumes] == ["/opt/venv", "/opt/python"]
+    assert [(m["mountPath"], m["readOnly"]) for m in mounts] == [("/opt/venv", True), ("/opt/python", True)]
