@@ -46,10 +46,21 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Result:
-    obj: dict[str, Any]
+    """The chained patch and what each mutation did.
+
+    ``obj`` (the object with the patch applied) is built only when asked for: the webhook sends the
+    patch and never needs it, and building it re-copies every map and list on the patch's paths.
+    """
+
+    base: dict[str, Any]
+    pending: list[Op]
     ops: list[Op]
     warnings: list[str]
     outcomes: list[Outcome]
+
+    @property
+    def obj(self) -> dict[str, Any]:
+        return apply(self.base, self.pending) if self.pending else self.base
 
     @property
     def failed(self) -> bool:
@@ -57,29 +68,44 @@ class Result:
 
 
 def run(obj: dict[str, Any], kind: str, config: Config) -> Result:
-    """Apply the mutations for ``kind`` to ``obj`` (not modified); the patch is relative to ``obj``."""
+    """Apply the mutations for ``kind`` to ``obj`` (not modified); the patch is relative to ``obj``.
+
+    Each mutation's operations are applied before the next mutation runs (it must see their effect);
+    the last ones are left pending, as only ``Result.obj`` needs them.
+    """
     current = obj
+    pending: list[Op] = []
     ops: list[Op] = []
     warnings: list[str] = []
     outcomes: list[Outcome] = []
     for name, function in mutations(kind, config):
+        if pending:
+            try:
+                current = apply(current, pending)
+            except Exception as error:  # the previous mutation's operations do not fit: a bug of it
+                return _unchanged(obj, outcomes[-1].mutation, error, warnings, outcomes)
+            pending = []
         try:
             mutation = function(current, config)
-            if mutation.ops:
-                current = apply(current, mutation.ops)
         except ShapeError as error:
             outcomes.append(Outcome(name, "malformed", error))
             warnings.append(f"{name}: not mutated, the object is malformed: {error}")
             continue
         except Exception as error:  # any bug must leave the object admitted, unchanged
-            outcomes.append(Outcome(name, "error", error))
-            return Result(
-                obj, [], [*warnings, f"{name}: internal error, object admitted unchanged"], outcomes
-            )
+            return _unchanged(obj, name, error, warnings, outcomes)
+        pending = list(mutation.ops)
         ops.extend(mutation.ops)
         warnings.extend(f"{name}: {warning}" for warning in mutation.warnings)
         outcomes.append(Outcome(name, "patched" if mutation.ops else "unchanged"))
-    return Result(current, ops, warnings, outcomes)
+    return Result(current, pending, ops, warnings, outcomes)
+
+
+def _unchanged(
+    obj: dict[str, Any], name: str, error: Exception, warnings: list[str], outcomes: list[Outcome]
+) -> Result:
+    """The answer when mutation ``name`` failed unexpectedly: no patch at all, and why."""
+    outcomes.append(Outcome(name, "error", error))
+    return Result(obj, [], [], [*warnings, f"{name}: internal error, object admitted unchanged"], outcomes)
 
 
 class Mutated(NamedTuple):

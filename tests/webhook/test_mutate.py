@@ -165,6 +165,21 @@ def test_a_failing_mutation_leaves_the_whole_object_unchanged(monkeypatch):
     assert isinstance(result.outcomes[-1].error, RuntimeError)
 
 
+def test_operations_that_do_not_fit_are_blamed_on_their_mutation(monkeypatch):
+    def misfit(obj, config):
+        return Mutation(({"op": "replace", "path": "/metadata/no-such-key", "value": "1"},))
+
+    def later(obj, config):
+        return Mutation(({"op": "add", "path": "/metadata/labels/x", "value": "1"},))
+
+    monkeypatch.setitem(mutate_module.MUTATIONS, "Pod", (("misfit", misfit), ("later", later)))
+    result = run(notebook_pod(), "Pod", CONFIG)
+    assert result.ops == []
+    assert result.failed
+    assert result.warnings == ["misfit: internal error, object admitted unchanged"]
+    assert [(o.mutation, o.status) for o in result.outcomes] == [("misfit", "patched"), ("misfit", "error")]
+
+
 @pytest.mark.parametrize("obj", [trial_pod(), trial_job(), notebook_pod(), {"kind": "ConfigMap"}, {}])
 def test_mutate_object_returns_object_patch_and_warnings(obj):
     mutated, patch, warnings = mutate_object(obj, CONFIG)
