@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NotRequired, TypedDict
 
@@ -51,14 +51,14 @@ class Review:
     def name(self) -> str:
         """The object's name for log lines (Pods from a Job have only ``generateName``)."""
         metadata = (self.obj or {}).get("metadata")
-        if not isinstance(metadata, Mapping):
+        if not isinstance(metadata, dict):
             return ""
         return str(metadata.get("name") or metadata.get("generateName") or "")
 
 
 def parse(body: Any) -> Review:
     """Read an AdmissionReview; ClientError (4xx) for anything an API server would never send."""
-    if not isinstance(body, Mapping):
+    if not isinstance(body, dict):
         raise ClientError(400, "body must be a JSON object (an AdmissionReview)")
     api_version = body.get("apiVersion")
     if api_version not in API_VERSIONS or body.get("kind") != "AdmissionReview":
@@ -68,13 +68,13 @@ def parse(body: Any) -> Review:
             f"got {body.get('apiVersion')!r} {body.get('kind')!r}",
         )
     request = body.get("request")
-    if not isinstance(request, Mapping):
+    if not isinstance(request, dict):
         raise ClientError(400, "`request` must be a JSON object")
     uid = request.get("uid")
     if not isinstance(uid, str) or not uid:
         raise ClientError(400, "`request.uid` must be a non-empty string")
     kind = request.get("kind")
-    if not isinstance(kind, Mapping) or not isinstance(kind.get("kind"), str):
+    if not isinstance(kind, dict) or not isinstance(kind.get("kind"), str):
         raise ClientError(400, "`request.kind.kind` must be a string")
     operation = request.get("operation", "CREATE")
     if not isinstance(operation, str):

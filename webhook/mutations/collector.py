@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Mapping, Sequence
+from functools import cache
 from typing import Any
 
 from service.config import Config
@@ -64,7 +65,7 @@ def _list(pod: Mapping[str, Any], field: str) -> list[Any]:
 
 
 def _is_proxy(container: Any) -> bool:
-    return isinstance(container, Mapping) and container.get("name") == PROXY_CONTAINER
+    return isinstance(container, dict) and container.get("name") == PROXY_CONTAINER
 
 
 def _name_and_tag(image: str) -> tuple[str, str]:
@@ -204,7 +205,13 @@ def kubelet_escape(text: str) -> str:
 
 def wrapper_command(entrypoint: Sequence[str], sidecar_stop: str, name: str) -> list[str]:
     """``command`` for the wrapped collector; its ``args`` stay as they are and become ``"$@"``."""
-    return ["sh", "-c", kubelet_escape(stop_script(entrypoint, sidecar_stop)), name]
+    return ["sh", "-c", _escaped_stop_script(tuple(entrypoint), sidecar_stop), name]
+
+
+@cache
+def _escaped_stop_script(entrypoint: tuple[str, ...], sidecar_stop: str) -> str:
+    """Built once per collector image and setting: the same text goes into every trial Pod."""
+    return kubelet_escape(stop_script(entrypoint, sidecar_stop))
 
 
 def is_wrapper(command: Any) -> bool:
@@ -258,7 +265,7 @@ def mutate(pod: Mapping[str, Any], config: Config) -> Mutation:
     ops: list[Op] = []
     warnings: list[str] = []
     for index, container in enumerate(_list(pod, "containers")):
-        if isinstance(container, Mapping) and container.get("name") in COLLECTOR_CONTAINERS:
+        if isinstance(container, dict) and container.get("name") in COLLECTOR_CONTAINERS:
             result = _container(pod, index, container, config)
             ops.extend(result.ops)
             warnings.extend(result.warnings)

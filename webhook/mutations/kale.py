@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import cache
 from typing import Any
 
 from service.config import Config
@@ -86,8 +87,11 @@ def _kfx_retrying(get_run):
 _REBIND = "import {module} as _kfx_module\n_kfx_module.get_run = _kfx_retrying(_kfx_module.get_run)\n"
 
 
+@cache
 def retry_program(hook_module: str, budget_seconds: int, max_delay_seconds: int) -> str:
     """The program inserted before the import of ``create_and_wait_kfp_run`` from ``hook_module``.
+
+    Built once per module and setting (cached): the same text goes into every Kale trial Pod.
 
     Each ``get_run`` call retries what a recovering ml-pipeline or mesh can cure (no connection, a dropped
     or timed-out one, HTTP 5xx, 408 and 429) for up to the budget, with exponential pauses (2 s, 4 s, …
@@ -166,7 +170,7 @@ def mutate(pod: Mapping[str, Any], config: Config) -> Mutation:
         return UNCHANGED
     ops: list[Op] = []
     for index, container in enumerate(containers):
-        if not isinstance(container, Mapping):
+        if not isinstance(container, dict) or not runs_kale(container):
             continue
         command = container.get("command")
         args = container.get("args")

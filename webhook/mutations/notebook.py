@@ -14,6 +14,6 @@ NOTEBOOK_LABEL = "notebook-name"
 
 def mutate(pod: Mapping[str, Any], config: Config) -> Mutation:
     labels = lookup(pod, ("metadata", "labels"))
-    if not isinstance(labels, Mapping) or NOTEBOOK_LABEL not in labels:
+    if not isinstance(labels, dict) or NOTEBOOK_LABEL not in labels:
         return UNCHANGED
     return Mutation(tuple(merge(pod, ("metadata", "labels"), {config.workload_label: "true"})))

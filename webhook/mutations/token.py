@@ -45,7 +45,7 @@ def provides_token(volume: Any, config: Config) -> bool:
     """Whether a volume projects a service account token of our audience to our file name."""
     sources = lookup(volume, ("projected", "sources"))
     return isinstance(sources, list) and any(
-        isinstance(source, Mapping)
+        isinstance(source, dict)
         and isinstance(source.get("serviceAccountToken"), Mapping)
         and source["serviceAccountToken"].get("audience") == config.token_audience
         and source["serviceAccountToken"].get("path") == config.token_file
@@ -56,7 +56,7 @@ def provides_token(volume: Any, config: Config) -> bool:
 def _named(items: Any, name: str) -> Mapping[str, Any] | None:
     if not isinstance(items, list):
         return None
-    return next((i for i in items if isinstance(i, Mapping) and i.get("name") == name), None)
+    return next((i for i in items if isinstance(i, dict) and i.get("name") == name), None)
 
 
 def _append(obj: Mapping[str, Any], path: Sequence[Token], field: str, item: Any) -> Op:
@@ -75,11 +75,7 @@ def _container(
     mounts = mounts if isinstance(mounts, list) else []
     directory = config.token_directory.rstrip("/")
     at_path = next(
-        (
-            m
-            for m in mounts
-            if isinstance(m, Mapping) and str(m.get("mountPath", "")).rstrip("/") == directory
-        ),
+        (m for m in mounts if isinstance(m, dict) and str(m.get("mountPath", "")).rstrip("/") == directory),
         None,
     )
     ops: list[Op] = []
@@ -109,7 +105,7 @@ def ensure_token(obj: Mapping[str, Any], spec_path: Sequence[Token], config: Con
     """Operations that give every ordinary container of the pod spec at ``spec_path`` the token."""
     spec = lookup(obj, spec_path)
     containers = lookup(spec, ("containers",))
-    if not isinstance(spec, Mapping) or not isinstance(containers, list):
+    if not isinstance(spec, dict) or not isinstance(containers, list):
         return UNCHANGED
     volumes = spec.get("volumes")
     ours = _named(volumes, config.token_volume)
@@ -120,7 +116,7 @@ def ensure_token(obj: Mapping[str, Any], spec_path: Sequence[Token], config: Con
     warnings: list[str] = []
     needs_volume = False
     for index, container in enumerate(containers):
-        if not isinstance(container, Mapping) or container.get("name") == PROXY_CONTAINER:
+        if not isinstance(container, dict) or container.get("name") == PROXY_CONTAINER:
             continue
         container_ops, container_warnings, mounts_ours = _container(
             obj, (*spec_path, "containers", index), container, volumes, config
@@ -138,7 +134,7 @@ def is_trial_pod(pod: Mapping[str, Any]) -> bool:
     webhook's matchConditions)."""
     containers = lookup(pod, ("spec", "containers"))
     return isinstance(containers, list) and any(
-        isinstance(c, Mapping) and (c.get("name") in collector.COLLECTOR_CONTAINERS or kale.runs_kale(c))
+        isinstance(c, dict) and (c.get("name") in collector.COLLECTOR_CONTAINERS or kale.runs_kale(c))
         for c in containers
     )
 
@@ -147,7 +143,7 @@ def mutate_pod(pod: Mapping[str, Any], config: Config) -> Mutation:
     if config.identity_mode == "header":
         return UNCHANGED
     labels = lookup(pod, ("metadata", "labels"))
-    if (isinstance(labels, Mapping) and notebook.NOTEBOOK_LABEL in labels) or is_trial_pod(pod):
+    if (isinstance(labels, dict) and notebook.NOTEBOOK_LABEL in labels) or is_trial_pod(pod):
         return ensure_token(pod, ("spec",), config)
     return UNCHANGED
 

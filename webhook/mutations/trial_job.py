@@ -21,7 +21,7 @@ TRIAL_API_VERSIONS = frozenset({"kubeflow.org/v1beta1", "kubeflow.org/v1alpha3"}
 def is_trial_job(job: Mapping[str, Any]) -> bool:
     owners = lookup(job, ("metadata", "ownerReferences"))
     return isinstance(owners, list) and any(
-        isinstance(owner, Mapping)
+        isinstance(owner, dict)
         and owner.get("kind") == "Trial"
         and isinstance(owner.get("apiVersion"), str)
         and owner["apiVersion"] in TRIAL_API_VERSIONS
