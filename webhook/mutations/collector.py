@@ -113,6 +113,8 @@ def wait_only_for_main(args: Sequence[str], form: str | None = WAIT_FLAG) -> lis
     would: every other flag takes a value, parsing stops at ``--`` or the first non-flag, and a bare
     ``-w`` takes the next word only if it is a Go boolean.
     """
+    if not _may_name_w(args):
+        return list(args) if form is None else [form, *args]
     kept: list[str] = []
     at: int | None = None
     i = 0
@@ -132,6 +134,13 @@ def wait_only_for_main(args: Sequence[str], form: str | None = WAIT_FLAG) -> lis
     if form is not None:
         kept.insert(0 if at is None else at, form)
     return kept
+
+
+def _may_name_w(args: Sequence[str]) -> bool:
+    """Whether any word starts with ``-w`` or ``--w``: one search of the joined words, since most
+    collectors are given no ``-w`` at all and the full walk is then only a copy."""
+    joined = "\n" + "\n".join(args)
+    return "\n-w" in joined or "\n--w" in joined
 
 
 BOUND_SECONDS = 10

@@ -158,10 +158,17 @@ def _patched_argv(argv: list[Any], index: int, program_index: int | None, config
 
 def runs_kale(container: Mapping[str, Any]) -> bool:
     """Whether a container's command or args name Kale's run-and-wait entry point."""
-    return any(
-        isinstance(words, list) and any(isinstance(w, str) and ENTRY_POINT in w for w in words)
-        for words in (container.get("command"), container.get("args"))
-    )
+    return any(_names_entry_point(container.get(field)) for field in ("command", "args"))
+
+
+def _names_entry_point(words: Any) -> bool:
+    if not isinstance(words, list):
+        return False
+    try:
+        # One search of the joined words (the name holds no newline, so no match spans two of them).
+        return ENTRY_POINT in "\n".join(words)
+    except TypeError:  # a word that is not a string
+        return any(isinstance(w, str) and ENTRY_POINT in w for w in words)
 
 
 def mutate(pod: Mapping[str, Any], config: Config) -> Mutation:
