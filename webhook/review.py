@@ -6,12 +6,12 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NotRequired, TypedDict
 
 import orjson
+import pybase64
 
 from service.http import ClientError
 from webhook.patch import Op
@@ -101,7 +101,7 @@ def answer(review: Review, ops: Sequence[Op], warnings: Sequence[str] = ()) -> A
     response: AdmissionResponse = {"uid": review.uid, "allowed": True}
     if ops:
         response["patchType"] = "JSONPatch"
-        response["patch"] = base64.b64encode(orjson.dumps(list(ops))).decode("ascii")
+        response["patch"] = pybase64.b64encode_as_string(orjson.dumps(list(ops)))
     if warnings:
         response["warnings"] = list(warnings)
     return {"apiVersion": review.api_version, "kind": "AdmissionReview", "response": response}
