@@ -96,6 +96,7 @@ e2e:
 # bench/RESULTS.md. `just bench --quick`, `just bench --only webhook`, `just bench --only memory --minutes 10`,
 # `just bench --only instructions` (callgrind), `just bench --only explain` (kube-apiserver's side of a patch).
 # `just bench --only pods --with-kyverno` adds Kyverno doing the same job (built on first use, not in CI).
+# `python -m bench.revisions REV`: the webhook at REV against this tree's and the ceiling, in one run.
 bench *args:
     python -m bench {{args}}
 

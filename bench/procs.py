@@ -73,8 +73,11 @@ def memory_mb(pid: int) -> dict[str, float]:
 class Server:
     """``python -m bench.server APP PORT [CERT KEY]`` as a child process, stopped by its PID."""
 
-    def __init__(self, name: str, app: str, log_dir: Path, tls: Tls | None = None) -> None:
-        self.name, self.app, self.tls = name, app, tls
+    def __init__(
+        self, name: str, app: str, log_dir: Path, tls: Tls | None = None, root: Path = REPO_ROOT
+    ) -> None:
+        """``root``: the source tree to serve from (another revision's, to compare side by side)."""
+        self.name, self.app, self.tls, self.root = name, app, tls, root
         self.port = free_port()
         self.log_path = log_dir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -97,7 +100,7 @@ class Server:
             argv += [str(self.tls.cert), str(self.tls.key)]
         env = {k: v for k, v in os.environ.items() if not k.startswith("KFEXT_")}
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(argv, stdout=log, stderr=log, cwd=REPO_ROOT, env=env)
+            self.process = subprocess.Popen(argv, stdout=log, stderr=log, cwd=self.root, env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
