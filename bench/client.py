@@ -115,8 +115,20 @@ class Connection:
 
 
 def run_on_connections(workers: Sequence[Callable[[], None]], connections: Sequence[Connection]) -> float:
-    """Run each worker in its own thread, wait for all, close the connections; the seconds it took."""
-    threads = [threading.Thread(target=worker) for worker in workers]
+    """Run each worker in its own thread, wait for all, close the connections; the seconds it took.
+
+    A worker that raises fails the whole run once all have ended: a thread that died quietly would
+    take its measurements with it, and the figures would come from fewer clients than reported.
+    """
+    errors: list[BaseException] = []
+
+    def guarded(worker: Callable[[], None]) -> None:
+        try:
+            worker()
+        except BaseException as error:  # re-raised below, in the caller's thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=guarded, args=(worker,)) for worker in workers]
     start = time.perf_counter()
     for thread in threads:
         thread.start()
@@ -125,4 +137,6 @@ def run_on_connections(workers: Sequence[Callable[[], None]], connections: Seque
     elapsed = time.perf_counter() - start
     for connection in connections:
         connection.close()
+    if errors:
+        raise RuntimeError(f"{len(errors)} of {len(workers)} clients failed: {errors[0]}") from errors[0]
     return elapsed
