@@ -153,6 +153,7 @@ def _trial(version: str, namespace: str, name: str) -> dict[str, Any]:
 
 def _answer(route: str, match: re.Match[str], v2: bool) -> dict[str, Any]:
     """The normal answer of a route: just the fields the kfp clients and Kale read."""
+    pipeline: dict[str, str | dict[str, str]]
     if v2:
         experiment = {"experiment_id": "e1", "display_name": "kale-exp"}
         pipeline = {"pipeline_id": PIPELINE_ID, "display_name": "kale-pipeline"}

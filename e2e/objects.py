@@ -46,7 +46,8 @@ def create(kubectl: Kubectl, obj: dict[str, Any], namespace: str) -> dict[str, A
     if obj["kind"] == "Pod":
         # The builders' Pods name a Job that does not exist here; the garbage collector would delete them.
         obj["metadata"].pop("ownerReferences", None)
-    return kubectl("create", "-f", "-", stdin=json.dumps(obj))
+    stored: dict[str, Any] = kubectl("create", "-f", "-", stdin=json.dumps(obj))
+    return stored
 
 
 def create_kale_trial_job(kubectl: Kubectl, name: str, namespace: str) -> dict[str, Any]:

@@ -81,7 +81,8 @@ def _pods(kind: str, number: int) -> dict[str, Any]:
 def _mutated(kind: str, stored: dict[str, Any]) -> bool:
     if kind == "trial":
         return collector.is_wrapper(container(stored, "metrics-logger-and-collector").get("command"))
-    return stored["metadata"].get("labels", {}).get("kubeflow-extension") == "true"
+    labels: dict[str, str] = stored["metadata"].get("labels", {})
+    return labels.get("kubeflow-extension") == "true"
 
 
 def _create_in_a_loop(core: Any, stop: threading.Event, attempts: list[Attempt]) -> None:
@@ -103,7 +104,8 @@ def _create_in_a_loop(core: Any, stop: threading.Event, attempts: list[Attempt])
 
 @pytest.fixture(scope="module")
 def core(control_plane: ControlPlane) -> Iterator[Any]:
-    client = kubernetes.config.new_client_from_config(config_file=str(control_plane.kubeconfig))
+    # kubernetes marks itself typed but leaves new_client_from_config unannotated.
+    client = kubernetes.config.new_client_from_config(config_file=str(control_plane.kubeconfig))  # type: ignore[no-untyped-call]
     yield kubernetes.client.CoreV1Api(client)
     client.close()
 

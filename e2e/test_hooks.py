@@ -50,7 +50,8 @@ def both_children(kubectl: Kubectl, namespace: str, authorization: str = POLICY)
 
 def header_value(envoy_filter: dict[str, Any]) -> str:
     patch = envoy_filter["spec"]["configPatches"][0]["patch"]["value"]
-    return patch["request_headers_to_add"][0]["header"]["value"]
+    value: str = patch["request_headers_to_add"][0]["header"]["value"]
+    return value
 
 
 def expected(namespace: str, owner: str, types: Any = CURRENT_ISTIO) -> dict[str, dict[str, Any]]:
@@ -65,6 +66,7 @@ def test_profile_namespace_gets_its_children_owned_by_the_namespace(kubectl: Kub
         lambda: both_children(kubectl, "e2e-alice"), what="both children", timeout=90
     )
     namespace = kubectl.get("namespace", "e2e-alice")
+    assert namespace is not None
     want = expected("e2e-alice", "alice@example.com")
     for stored, kind in ((policy, "AuthorizationPolicy"), (envoy_filter, "EnvoyFilter")):
         assert stored["spec"] == want[kind]["spec"]

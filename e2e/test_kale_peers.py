@@ -137,7 +137,7 @@ def run_trial(line: str, version: str, standin: MlPipelineStandIn, tmp_path: Pat
 
 
 @pytest.mark.parametrize(("version", "api_version"), SHAPES)
-def test_kale_trial_command_is_patched_before_its_import(version, api_version):
+def test_kale_trial_command_is_patched_before_its_import(version: str, api_version: str) -> None:
     pod = kale_pod(version, api_version)
     before = shell_line(pod)
     after = shell_line(patched(pod))
@@ -151,10 +151,10 @@ def test_kale_trial_command_is_patched_before_its_import(version, api_version):
 
 
 @pytest.mark.parametrize("version", RUNNABLE)
-def test_real_kale_trial_survives_dropped_connections_503_and_429(version, tmp_path):
+def test_real_kale_trial_survives_dropped_connections_503_and_429(version: str, tmp_path: Path) -> None:
     line = shell_line(patched(kale_pod(version, api_version_of(version), str(tmp_path))))
     # urllib3 retries a GET whose connection drops three times by itself; the fourth drop reaches Kale.
-    faults = {"get_run": ["drop", "drop", "drop", "drop", 503, 429]}
+    faults: dict[str, list[Fault]] = {"get_run": ["drop", "drop", "drop", "drop", 503, 429]}
     with ml_pipeline_standin(faults) as standin:
         trial = run_trial(line, version, standin, tmp_path)
     assert trial.returncode == 0, trial.log
@@ -173,7 +173,9 @@ def test_real_kale_trial_survives_dropped_connections_503_and_429(version, tmp_p
 
 @pytest.mark.parametrize("version", RUNNABLE)
 @pytest.mark.parametrize(("status", "reason"), [(404, "Not Found"), (401, "Unauthorized")])
-def test_real_kale_trial_fails_at_once_on_a_permanent_error(version, status, reason, tmp_path):
+def test_real_kale_trial_fails_at_once_on_a_permanent_error(
+    version: str, status: int, reason: str, tmp_path: Path
+) -> None:
     pod = kale_pod(version, api_version_of(version), str(tmp_path))
     line = shell_line(patched(pod, Config()))  # a 900 s budget, were it retried
     with ml_pipeline_standin({"get_run": [status] * 100}) as standin:
@@ -185,7 +187,7 @@ def test_real_kale_trial_fails_at_once_on_a_permanent_error(version, status, rea
 
 
 @pytest.mark.parametrize("version", RUNNABLE)
-def test_unpatched_real_kale_trial_fails_on_one_503(version, tmp_path):
+def test_unpatched_real_kale_trial_fails_on_one_503(version: str, tmp_path: Path) -> None:
     line = shell_line(kale_pod(version, api_version_of(version), str(tmp_path)))
     with ml_pipeline_standin({"get_run": [503]}) as standin:
         trial = run_trial(line, version, standin, tmp_path)
@@ -195,7 +197,7 @@ def test_unpatched_real_kale_trial_fails_on_one_503(version, tmp_path):
     assert standin.answered("get_run") == [503]
 
 
-def test_newest_kale_trial_fails_in_kales_own_run_creation_patched_or_not(tmp_path):
+def test_newest_kale_trial_fails_in_kales_own_run_creation_patched_or_not(tmp_path: Path) -> None:
     """Kale 2.3.0's Katib trial passes no pipeline file to kfp 2's run creation: it fails before any polling,
     with or without the patch, and the patch changes nothing about that."""
     pod = kale_pod(NEWEST, "v1beta1", str(tmp_path))
@@ -212,11 +214,15 @@ def test_newest_kale_trial_fails_in_kales_own_run_creation_patched_or_not(tmp_pa
     assert outcomes[0] == outcomes[1] == "TypeError: expected str, bytes or os.PathLike object, not NoneType"
 
 
-def newest_get_run(faults: list[Fault], tmp_path: Path):
+def newest_get_run(
+    faults: list[Fault], tmp_path: Path
+) -> tuple[subprocess.CompletedProcess[str], list[Fault]]:
     """The retry program the webhook inserts into Kale 2.3.0's trial, then Kale's own ``kfputils.get_run``
     with kfp 2.16 against the stand-in (the call its trial would make, had run creation worked)."""
     program = patched_program(shell_line(patched(kale_pod(NEWEST, "v1beta1", str(tmp_path)))))
-    retry = program[: HOOK.search(program).start()]
+    hook = HOOK.search(program)
+    assert hook is not None, program
+    retry = program[: hook.start()]
     call = f"import kale.common.kfputils\nprint('state=' + kale.common.kfputils.get_run('{RUN_ID}').state)\n"
     with ml_pipeline_standin({"get_run": faults}) as standin:
         env = {"HOME": str(tmp_path), "KF_PIPELINES_ENDPOINT": standin.url, "PATH": "/usr/bin:/bin"}
@@ -230,7 +236,7 @@ def newest_get_run(faults: list[Fault], tmp_path: Path):
         return completed, standin.answered("get_run")
 
 
-def test_newest_kale_get_run_is_retried_through_drops_503_and_429(tmp_path):
+def test_newest_kale_get_run_is_retried_through_drops_503_and_429(tmp_path: Path) -> None:
     completed, answers = newest_get_run(["drop", "drop", "drop", "drop", 503, 429], tmp_path)
     assert completed.returncode == 0, completed.stderr
     assert "state=SUCCEEDED" in completed.stdout
@@ -243,7 +249,9 @@ def test_newest_kale_get_run_is_retried_through_drops_503_and_429(tmp_path):
 
 
 @pytest.mark.parametrize(("status", "reason"), [(404, "Not Found"), (401, "Unauthorized")])
-def test_newest_kale_get_run_fails_at_once_on_a_permanent_error(status, reason, tmp_path):
+def test_newest_kale_get_run_fails_at_once_on_a_permanent_error(
+    status: int, reason: str, tmp_path: Path
+) -> None:
     completed, answers = newest_get_run([status] * 100, tmp_path)
     assert completed.returncode != 0
     assert f"get_run failed (ApiException: HTTP {status} {reason}), not retried" in completed.stderr

@@ -55,7 +55,8 @@ def overlay(control_plane: ControlPlane, kubectl: Kubectl, port: int) -> Iterato
 
 
 def clients_as_the_webhook(kubeconfig_path: Path) -> tuple[Any, Any]:
-    api = kubeconfig.new_client_from_config(config_file=str(kubeconfig_path))
+    # kubernetes marks itself typed but leaves new_client_from_config unannotated.
+    api = kubeconfig.new_client_from_config(config_file=str(kubeconfig_path))  # type: ignore[no-untyped-call]
     api.set_default_header("Impersonate-User", ACCOUNT)
     return client.CoreV1Api(api), client.AdmissionregistrationV1Api(api)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from e2e.controlplane import REPO_ROOT, Kubectl
-from e2e.manifests import load_documents
+from e2e.manifests import Document, load_documents
 
 pytestmark = pytest.mark.e2e
 
@@ -23,7 +23,7 @@ KUSTOMIZATIONS = [
 KIND_MANIFESTS = sorted((REPO_ROOT / "e2e" / "kind").glob("*.yaml"))
 
 
-def dry_run(kubectl: Kubectl, documents: list[dict]) -> str:
+def dry_run(kubectl: Kubectl, documents: list[Document]) -> str:
     # A dry run creates nothing, so the namespaces the documents live in must exist for real.
     namespaces = {d["metadata"].get("namespace") for d in documents} - {None}
     namespaces |= {d["metadata"]["name"] for d in documents if d["kind"] == "Namespace"}

@@ -61,7 +61,8 @@ def create(kubectl: Kubectl, obj: dict[str, Any], namespace: str = ALICE) -> dic
 def token_source(pod_spec: dict[str, Any]) -> dict[str, Any]:
     (volume,) = [v for v in pod_spec["volumes"] if v["name"] == "volume-kf-pipeline-token"]
     (source,) = volume["projected"]["sources"]
-    return source["serviceAccountToken"]
+    token: dict[str, Any] = source["serviceAccountToken"]
+    return token
 
 
 def assert_mounted(pod_spec: dict[str, Any], containers: set[str]) -> None:

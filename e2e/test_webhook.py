@@ -4,6 +4,7 @@ the webhook process over TLS, admitting Jobs and Pods created through the API.""
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import ssl
 import threading
@@ -49,7 +50,9 @@ def admission(
                 }
             ]
         )
-        eventually(lambda n=name: kubectl.get("serviceaccount", "default", n), what=f"default SA in {name}")
+        eventually(
+            functools.partial(kubectl.get, "serviceaccount", "default", name), what=f"default SA in {name}"
+        )
     return documents
 
 
@@ -167,7 +170,7 @@ class _LateWebhook(JsonHandler):
     def do_POST(self) -> None:
         review = self.read_json()
         pod = review["request"]["object"]
-        patch = []
+        patch: list[dict[str, str | list[str]]] = []
         for index, c in enumerate(pod["spec"]["containers"]):
             if c["name"] == "metrics-logger-and-collector" and "command" in c:
                 patch.append({"op": "remove", "path": f"/spec/containers/{index}/command"})

@@ -22,6 +22,7 @@ def shipped_controller(overlay: str = "") -> dict[str, Any]:
         capture_output=True,
         text=True,
     ).stdout
+    controller: dict[str, Any]
     (controller,) = [d for d in yaml.safe_load_all(rendered) if d["kind"] == "DecoratorController"]
     # Metacontroller sends the stored object, with server-set metadata.
     controller["metadata"].update(
