@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from hooks.desired import CURRENT_ISTIO, LEGACY_ISTIO, supported_types
+from hooks.desired import CURRENT_ISTIO, LEGACY_ISTIO, AttachmentType, supported_types
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def render(path: str) -> list[dict]:
+def render(path: str) -> list[dict[str, Any]]:
     out = subprocess.run(
         ["kubectl", "kustomize", str(ROOT / path)], check=True, capture_output=True, text=True
     )
@@ -24,7 +25,9 @@ def render(path: str) -> list[dict]:
     ("overlay", "expected"),
     [("metacontroller", CURRENT_ISTIO), ("metacontroller/legacy-istio", LEGACY_ISTIO)],
 )
-def test_decorator_controller_declares_the_types_the_cli_previews(overlay: str, expected: tuple) -> None:
+def test_decorator_controller_declares_the_types_the_cli_previews(
+    overlay: str, expected: tuple[AttachmentType, ...]
+) -> None:
     (controller,) = [d for d in render(overlay) if d["kind"] == "DecoratorController"]
     rules = controller["spec"]["attachments"]
     assert supported_types([(r["apiVersion"], r["resource"]) for r in rules]) == tuple(

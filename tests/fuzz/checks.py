@@ -228,7 +228,7 @@ def declared_types(request: dict[str, Any]) -> set[tuple[str, str]]:
             and isinstance(rule.get("apiVersion"), str)
             and isinstance(rule.get("resource"), str)
         ):
-            kind = SUPPORTED_RESOURCES.get((rule["apiVersion"].rpartition("/")[0], rule.get("resource")))
+            kind = SUPPORTED_RESOURCES.get((rule["apiVersion"].rpartition("/")[0], rule["resource"]))
             if kind is not None:
                 found.add((rule["apiVersion"], kind))
     return found

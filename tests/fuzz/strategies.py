@@ -437,11 +437,13 @@ def sync_requests(draw: st.DrawFn) -> dict[str, Any]:
     controller = draw(st.sampled_from(CONTROLLERS))
     key = draw(st.sampled_from([name, "/" + name, f"ns/{name}", "other"]))
     owner = draw(owners | st.none())
-    profiles = draw(
-        st.sampled_from(
-            [{}, {key: profile(name, owner=owner)}, {key: profile("someone-else", owner=owner)}, {key: None}]
-        )
-    )
+    choices: list[dict[str, Any]] = [
+        {},
+        {key: profile(name, owner=owner)},
+        {key: profile("someone-else", owner=owner)},
+        {key: None},
+    ]
+    profiles = draw(st.sampled_from(choices))
     observed = {}
     if draw(st.booleans()):
         observed = {

@@ -28,7 +28,8 @@ CASES = sorted(CORPUS.glob("*.json"))
 
 def _body(case: dict[str, Any]) -> bytes:
     if "body_text" in case:
-        return case["body_text"].encode("utf-8", "surrogatepass")
+        text: str = case["body_text"]
+        return text.encode("utf-8", "surrogatepass")
     return encode(case["body"])
 
 

@@ -6,6 +6,7 @@ import copy
 import json
 from typing import Any
 
+import httpx2
 import pytest
 from starlette.testclient import TestClient
 
@@ -19,16 +20,19 @@ def client() -> TestClient:
     return TestClient(create_app(Config()))
 
 
-def post(client: TestClient, path: str, body: Any) -> Any:
+def post(client: TestClient, path: str, body: Any) -> httpx2.Response:
     return client.post(path, content=json.dumps(body), headers={"content-type": "application/json"})
 
 
-def attachments_of(response: Any) -> list[dict]:
+def attachments_of(response: httpx2.Response) -> list[dict[str, Any]]:
     assert response.status_code == 200, response.text
-    return response.json()["attachments"]
+    attachments: list[dict[str, Any]] = response.json()["attachments"]
+    return attachments
 
 
-def test_sync_returns_both_objects_for_a_profile_namespace(client, current_controller) -> None:
+def test_sync_returns_both_objects_for_a_profile_namespace(
+    client: TestClient, current_controller: dict[str, Any]
+) -> None:
     body = sync_request(current_controller, namespace("alice"), {"alice": profile("alice")})
     result = attachments_of(post(client, "/sync", body))
     assert {(a["kind"], a["metadata"]["namespace"]) for a in result} == {
@@ -41,7 +45,9 @@ def test_sync_returns_both_objects_for_a_profile_namespace(client, current_contr
     assert "status" not in post(client, "/sync", body).json()
 
 
-def test_sync_answers_in_the_types_the_legacy_controller_declares(client, legacy_controller) -> None:
+def test_sync_answers_in_the_types_the_legacy_controller_declares(
+    client: TestClient, legacy_controller: dict[str, Any]
+) -> None:
     body = sync_request(legacy_controller, namespace("alice"), {"alice": profile("alice")})
     kinds = {(a["apiVersion"], a["kind"]) for a in attachments_of(post(client, "/sync", body))}
     assert kinds == {
@@ -51,19 +57,23 @@ def test_sync_answers_in_the_types_the_legacy_controller_declares(client, legacy
 
 
 @pytest.mark.parametrize("key", ["alice", "/alice"])
-def test_profile_is_found_under_v1_and_v2_keys(client, current_controller, key: str) -> None:
+def test_profile_is_found_under_v1_and_v2_keys(
+    client: TestClient, current_controller: dict[str, Any], key: str
+) -> None:
     body = sync_request(current_controller, namespace("alice"), {key: profile("alice")})
     assert len(attachments_of(post(client, "/sync", body))) == 2
 
 
-def test_v2_hook_version_request_is_served(client, current_controller) -> None:
+def test_v2_hook_version_request_is_served(client: TestClient, current_controller: dict[str, Any]) -> None:
     controller = copy.deepcopy(current_controller)
     controller["spec"]["hooks"]["sync"]["version"] = "v2"
     body = sync_request(controller, namespace("alice"), {"alice": profile("alice")})
     assert len(attachments_of(post(client, "/sync", body))) == 2
 
 
-def test_missing_profile_or_owner_is_an_empty_desired_set(client, current_controller) -> None:
+def test_missing_profile_or_owner_is_an_empty_desired_set(
+    client: TestClient, current_controller: dict[str, Any]
+) -> None:
     assert (
         attachments_of(post(client, "/sync", sync_request(current_controller, namespace("alice"), {}))) == []
     )
@@ -79,14 +89,16 @@ def test_missing_profile_or_owner_is_an_empty_desired_set(client, current_contro
     )
 
 
-def test_terminating_namespace_still_gets_its_desired_set(client, current_controller) -> None:
+def test_terminating_namespace_still_gets_its_desired_set(
+    client: TestClient, current_controller: dict[str, Any]
+) -> None:
     ns = namespace("alice", deletionTimestamp="2026-11-28T10:00:00Z")
     body = sync_request(current_controller, ns, {"alice": profile("alice")})
     assert len(attachments_of(post(client, "/sync", body))) == 2
 
 
 def test_finalize_returns_nothing_and_reports_done_only_when_children_are_gone(
-    client, current_controller
+    client: TestClient, current_controller: dict[str, Any]
 ) -> None:
     observed = {
         "EnvoyFilter.networking.istio.io/v1alpha3": {
@@ -103,14 +115,18 @@ def test_finalize_returns_nothing_and_reports_done_only_when_children_are_gone(
 
 
 @pytest.mark.parametrize("name", ["a", "0", "a" * 63, "team-1-2-3", "x--y"])
-def test_odd_but_legal_namespace_names(client, current_controller, name: str) -> None:
+def test_odd_but_legal_namespace_names(
+    client: TestClient, current_controller: dict[str, Any], name: str
+) -> None:
     body = sync_request(current_controller, namespace(name), {name: profile(name)})
     result = attachments_of(post(client, "/sync", body))
     assert {a["metadata"]["namespace"] for a in result} == {"kubeflow", name}
     assert len({a["metadata"]["name"] for a in result if a["metadata"]["namespace"] == "kubeflow"}) == 1
 
 
-def test_answer_is_byte_identical_for_the_same_request_in_any_key_order(client, current_controller) -> None:
+def test_answer_is_byte_identical_for_the_same_request_in_any_key_order(
+    client: TestClient, current_controller: dict[str, Any]
+) -> None:
     body = sync_request(current_controller, namespace("alice"), {"alice": profile("alice")})
     first = post(client, "/sync", body).content
     reordered = json.loads(json.dumps(body), object_pairs_hook=lambda pairs: dict(reversed(pairs)))
@@ -118,7 +134,7 @@ def test_answer_is_byte_identical_for_the_same_request_in_any_key_order(client, 
     assert post(client, "/sync", body).content == first
 
 
-def test_customize_asks_for_the_profile(client, current_controller) -> None:
+def test_customize_asks_for_the_profile(client: TestClient, current_controller: dict[str, Any]) -> None:
     answer = post(client, "/customize", {"controller": current_controller, "parent": namespace("team-x")})
     assert answer.status_code == 200
     assert answer.json() == {
@@ -126,7 +142,9 @@ def test_customize_asks_for_the_profile(client, current_controller) -> None:
     }
 
 
-def test_header_form_annotation_on_the_controller_is_honoured(client, current_controller) -> None:
+def test_header_form_annotation_on_the_controller_is_honoured(
+    client: TestClient, current_controller: dict[str, Any]
+) -> None:
     controller = copy.deepcopy(current_controller)
     controller["metadata"]["annotations"] = {"kubeflow-extension.kubeflow.org/envoy-header-form": "append"}
     body = sync_request(controller, namespace("alice"), {"alice": profile("alice")})
@@ -135,7 +153,7 @@ def test_header_form_annotation_on_the_controller_is_honoured(client, current_co
     assert header["append"] is False
 
 
-def _bad_requests(controller: dict) -> list[tuple[str, Any, int]]:
+def _bad_requests(controller: dict[str, Any]) -> list[tuple[str, Any, int]]:
     good = sync_request(controller, namespace("alice"), {"alice": profile("alice")})
     no_object = {k: v for k, v in good.items() if k != "object"}
     wrong_kind = {**good, "object": {**good["object"], "kind": "ConfigMap"}}
@@ -164,7 +182,7 @@ def _bad_requests(controller: dict) -> list[tuple[str, Any, int]]:
 
 
 def test_malformed_requests_get_a_json_4xx_and_never_an_empty_answer(
-    client, current_controller, caplog
+    client: TestClient, current_controller: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     for path, body, status in _bad_requests(current_controller):
         response = post(client, path, body)
@@ -174,7 +192,7 @@ def test_malformed_requests_get_a_json_4xx_and_never_an_empty_answer(
     assert any(r.getMessage() == "rejected request" for r in caplog.records)
 
 
-def test_transport_level_mistakes_are_json_4xx(client) -> None:
+def test_transport_level_mistakes_are_json_4xx(client: TestClient) -> None:
     assert client.post("/sync", content=b"{", headers={"content-type": "application/json"}).status_code == 400
     assert client.post("/sync", content=b"{}", headers={"content-type": "text/plain"}).status_code == 415
     big = b"[" + b"0," * (2 * 1024 * 1024) + b"0]"
@@ -185,7 +203,7 @@ def test_transport_level_mistakes_are_json_4xx(client) -> None:
     assert client.get("/nope").json()["status"] == 404
 
 
-def test_probes_and_metrics(client, current_controller) -> None:
+def test_probes_and_metrics(client: TestClient, current_controller: dict[str, Any]) -> None:
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code == 200
     post(client, "/sync", sync_request(current_controller, namespace("alice"), {"alice": profile("alice")}))

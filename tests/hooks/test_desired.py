@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from hooks.desired import (
@@ -17,7 +19,7 @@ from tests.hooks.conftest import profile
 CONFIG = Config()
 
 
-def kinds(attachments: list[dict]) -> list[tuple[str, str, str]]:
+def kinds(attachments: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
     return [(a["kind"], a["apiVersion"], a["metadata"]["namespace"]) for a in attachments]
 
 
@@ -56,7 +58,7 @@ def test_authorization_policy_version_follows_the_controller(version: str) -> No
         {"spec": {"owner": {"name": 7}}},
     ],
 )
-def test_no_usable_owner_means_no_attachments(the_profile: dict | None) -> None:
+def test_no_usable_owner_means_no_attachments(the_profile: dict[str, Any] | None) -> None:
     assert desired("alice", the_profile, CURRENT_ISTIO, CONFIG) == []
 
 
@@ -89,9 +91,12 @@ def test_customize_asks_for_the_profile_named_like_the_namespace() -> None:
     ]
 
 
-def _header(attachments: list[dict]) -> dict:
+def _header(attachments: list[dict[str, Any]]) -> dict[str, Any]:
     (filter_,) = [a for a in attachments if a["kind"] == "EnvoyFilter"]
-    return filter_["spec"]["configPatches"][0]["patch"]["value"]["request_headers_to_add"][0]
+    headers: list[dict[str, Any]] = filter_["spec"]["configPatches"][0]["patch"]["value"][
+        "request_headers_to_add"
+    ]
+    return headers[0]
 
 
 def test_header_form_annotation_chooses_the_envoy_field_whatever_the_authorization_kind() -> None:

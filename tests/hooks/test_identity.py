@@ -125,14 +125,18 @@ def sync(client: TestClient, body: Any) -> Any:
     return client.post("/sync", content=json.dumps(body), headers={"content-type": "application/json"})
 
 
-def test_sync_on_ambient_in_header_mode_annotates_the_namespace(client, current_controller) -> None:
+def test_sync_on_ambient_in_header_mode_annotates_the_namespace(
+    client: TestClient, current_controller: dict[str, Any]
+) -> None:
     answer = sync(client, sync_request(current_controller, ambient_namespace(), {"alice": profile("alice")}))
     assert answer.status_code == 200, answer.text
     assert answer.json()["annotations"] == {NOTICE_ANNOTATION: AMBIENT_HEADER_NOTICE}
     assert [a["kind"] for a in answer.json()["attachments"]] == ["AuthorizationPolicy"]
 
 
-def test_sync_with_a_token_annotation_on_ambient_removes_the_notice(client, current_controller) -> None:
+def test_sync_with_a_token_annotation_on_ambient_removes_the_notice(
+    client: TestClient, current_controller: dict[str, Any]
+) -> None:
     ns = annotated(ambient_namespace(), "token")
     ns["metadata"]["annotations"][NOTICE_ANNOTATION] = AMBIENT_HEADER_NOTICE
     answer = sync(client, sync_request(current_controller, ns, {"alice": profile("alice")}))
@@ -142,19 +146,23 @@ def test_sync_with_a_token_annotation_on_ambient_removes_the_notice(client, curr
     assert policy["spec"]["rules"] == [TOKEN_RULE]
 
 
-def test_sync_in_header_mode_answers_without_annotations(client, current_controller) -> None:
+def test_sync_in_header_mode_answers_without_annotations(
+    client: TestClient, current_controller: dict[str, Any]
+) -> None:
     answer = sync(client, sync_request(current_controller, namespace("alice"), {"alice": profile("alice")}))
     assert set(answer.json()) == {"attachments"}
 
 
-def test_sync_with_a_bad_annotation_keeps_the_children(client, current_controller) -> None:
+def test_sync_with_a_bad_annotation_keeps_the_children(
+    client: TestClient, current_controller: dict[str, Any]
+) -> None:
     ns = annotated(namespace("alice"), "sidecar")
     answer = sync(client, sync_request(current_controller, ns, {"alice": profile("alice")}))
     assert answer.status_code == 422 and MODE_ANNOTATION in answer.json()["error"]
 
 
 def test_sync_in_token_mode_with_the_legacy_controller_is_a_422(
-    current_controller, legacy_controller
+    current_controller: dict[str, Any], legacy_controller: dict[str, Any]
 ) -> None:
     token_client = TestClient(create_app(Config(identity_mode="token")))
     answer = sync(
@@ -167,7 +175,9 @@ def test_sync_in_token_mode_with_the_legacy_controller_is_a_422(
     assert [a["kind"] for a in answer.json()["attachments"]] == ["AuthorizationPolicy"]
 
 
-def test_an_ambient_namespace_without_a_profile_gets_no_notice(client, current_controller) -> None:
+def test_an_ambient_namespace_without_a_profile_gets_no_notice(
+    client: TestClient, current_controller: dict[str, Any]
+) -> None:
     answer = sync(client, sync_request(current_controller, ambient_namespace(), {}))
     assert answer.json() == {"attachments": []}
     ns = ambient_namespace()
@@ -176,7 +186,9 @@ def test_an_ambient_namespace_without_a_profile_gets_no_notice(client, current_c
     assert answer.json() == {"attachments": [], "annotations": {NOTICE_ANNOTATION: None}}
 
 
-def test_leaving_header_mode_keeps_the_header_rule_until_the_envoy_filter_is_gone(current_controller) -> None:
+def test_leaving_header_mode_keeps_the_header_rule_until_the_envoy_filter_is_gone(
+    current_controller: dict[str, Any],
+) -> None:
     token_client = TestClient(create_app(Config(identity_mode="token")))
     envoy_filter = desired("alice", profile("alice"), CURRENT_ISTIO, Config())[0]
     assert envoy_filter["kind"] == "EnvoyFilter"

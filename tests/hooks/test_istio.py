@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from hooks import istio
 from service.config import Config
@@ -44,7 +45,7 @@ def test_service_role_binding_binds_kfp_role_to_principal_and_header() -> None:
     ]
 
 
-def _header(filter_: dict) -> dict:
+def _header(filter_: dict[str, Any]) -> dict[str, Any]:
     (patch,) = filter_["spec"]["configPatches"]
     assert patch["applyTo"] == "VIRTUAL_HOST"
     assert patch["match"]["context"] == "SIDECAR_OUTBOUND"
@@ -52,6 +53,7 @@ def _header(filter_: dict) -> dict:
         patch["match"]["routeConfiguration"]["vhost"]["name"] == "ml-pipeline.kubeflow.svc.cluster.local:8888"
     )
     assert patch["patch"]["operation"] == "MERGE"
+    header: dict[str, Any]
     (header,) = patch["patch"]["value"]["request_headers_to_add"]
     return header
 
@@ -101,10 +103,11 @@ def test_configuration_reaches_every_object() -> None:
     assert _header_value(filter_) == "accounts.google.com:o@x"
 
 
-def _header_value(filter_: dict) -> str:
-    return filter_["spec"]["configPatches"][0]["patch"]["value"]["request_headers_to_add"][0]["header"][
+def _header_value(filter_: dict[str, Any]) -> str:
+    value: str = filter_["spec"]["configPatches"][0]["patch"]["value"]["request_headers_to_add"][0]["header"][
         "value"
     ]
+    return value
 
 
 def test_every_object_is_labelled_as_ours() -> None:

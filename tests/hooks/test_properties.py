@@ -18,7 +18,7 @@ CLIENT = TestClient(create_app(Config()), raise_server_exceptions=False)
 CONTROLLERS = [shipped_controller(), shipped_controller("legacy-istio")]
 
 dns_labels = st.from_regex(r"\A[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
-owners = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=80)
+owners = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=80)
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
     lambda children: (
@@ -71,7 +71,7 @@ def test_arbitrary_json_never_gets_a_5xx_nor_an_empty_200(value: Any) -> None:
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(sync_requests(), st.sampled_from(["object", "controller", "related", "attachments"]), json_values)
 def test_a_valid_request_with_one_part_replaced_never_gets_a_5xx(
-    request: dict, part: str, value: Any
+    request: dict[str, Any], part: str, value: Any
 ) -> None:
     request = {**request, part: value}
     response = post(json.dumps(request).encode())

@@ -10,6 +10,7 @@ field name cannot pass.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any
 
 import jsonschema
@@ -71,7 +72,7 @@ def test_schemas_for_every_type_the_hooks_build_are_present() -> None:
 
 
 @pytest.mark.parametrize("version", ["v1", "v1beta1"])
-def test_the_tests_profiles_validate_and_a_profile_without_owner_name_does_not(version) -> None:
+def test_the_tests_profiles_validate_and_a_profile_without_owner_name_does_not(version: str) -> None:
     valid = profile("alice") | {"apiVersion": f"kubeflow.org/{version}"}
     validate(valid | {"spec": valid["spec"] | {"plugins": [{"kind": "WorkloadIdentity", "spec": {}}]}})
     validate(valid | {"spec": {}})
@@ -92,7 +93,7 @@ def test_strict_validation_rejects_a_misspelt_field() -> None:
 @pytest.mark.parametrize(
     "types", [CURRENT_ISTIO, LEGACY_ISTIO, [AttachmentType("security.istio.io/v1", "AuthorizationPolicy")]]
 )
-def test_default_configuration_objects_validate(types) -> None:
+def test_default_configuration_objects_validate(types: Sequence[AttachmentType]) -> None:
     attachments = desired("alice", profile("alice"), types, Config())
     assert attachments
     for obj in attachments:
@@ -106,7 +107,9 @@ def test_default_configuration_objects_validate(types) -> None:
     prefix=st.sampled_from(["", "accounts.google.com:"]),
     port=st.integers(1, 65535),
 )
-def test_objects_validate_for_any_namespace_owner_and_setting(namespace, owner, prefix, port) -> None:
+def test_objects_validate_for_any_namespace_owner_and_setting(
+    namespace: str, owner: str, prefix: str, port: int
+) -> None:
     config = Config(userid_prefix=prefix, ml_pipeline_port=port)
     for types in (CURRENT_ISTIO, LEGACY_ISTIO):
         for obj in desired(namespace, profile(namespace, owner=owner), types, config):

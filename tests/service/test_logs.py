@@ -13,7 +13,7 @@ def record(created: float, **extra: object) -> logging.LogRecord:
     return entry
 
 
-def test_each_line_has_the_local_time_of_its_own_second():
+def test_each_line_has_the_local_time_of_its_own_second() -> None:
     formatter = JsonFormatter()
     base = 1_700_000_000.25
     for created in (base, base + 0.5, base + 1.0, base - 3600.0, base + 0.1):
@@ -21,7 +21,7 @@ def test_each_line_has_the_local_time_of_its_own_second():
         assert line["time"] == time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(created))
 
 
-def test_extra_fields_follow_the_standard_ones_and_values_of_any_type_are_written():
+def test_extra_fields_follow_the_standard_ones_and_values_of_any_type_are_written() -> None:
     text = JsonFormatter().format(record(0.0, kind="Pod", when=object))
     line = json.loads(text)
     assert list(line)[:4] == ["time", "level", "logger", "message"]

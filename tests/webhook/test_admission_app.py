@@ -1,17 +1,21 @@
 import base64
 import json
 import logging
+from collections.abc import Iterator, Mapping
+from typing import Any
 
+import httpx2
 import jsonpatch
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from katib_objects import notebook_pod, review, trial_job, trial_pod
 from starlette.testclient import TestClient
 
 from service.config import Config
+from tests.webhook.katib_objects import notebook_pod, review, trial_job, trial_pod
 from webhook import mutate as mutate_module
 from webhook.app import create_app
+from webhook.patch import Mutation
 
 JSON = st.recursive(
     st.none()
@@ -25,22 +29,23 @@ JSON = st.recursive(
 
 
 @pytest.fixture
-def client():
+def client() -> Iterator[TestClient]:
     with TestClient(create_app(Config()), raise_server_exceptions=False) as test_client:
         yield test_client
 
 
-def post(client, body, **kwargs):
+def post(client: TestClient, body: Any, **kwargs: Any) -> httpx2.Response:
     return client.post(
         "/mutate", content=json.dumps(body), headers={"content-type": "application/json"}, **kwargs
     )
 
 
-def decoded_patch(response):
-    return json.loads(base64.b64decode(response["response"]["patch"]))
+def decoded_patch(response: dict[str, Any]) -> list[dict[str, Any]]:
+    ops: list[dict[str, Any]] = json.loads(base64.b64decode(response["response"]["patch"]))
+    return ops
 
 
-def metric(client, outcome):
+def metric(client: TestClient, outcome: str) -> float:
     text = client.get("/metrics").text
     return sum(
         float(line.rsplit(" ", 1)[1])
@@ -53,7 +58,9 @@ def metric(client, outcome):
 @pytest.mark.parametrize(
     "obj", [trial_job(), trial_pod(kale="0.6"), notebook_pod()], ids=["job", "pod", "notebook"]
 )
-def test_mutate_answers_in_kind_with_a_patch_that_applies(client, api_version, obj):
+def test_mutate_answers_in_kind_with_a_patch_that_applies(
+    client: TestClient, api_version: str, obj: dict[str, Any]
+) -> None:
     response = post(client, review(obj, api_version))
     assert response.status_code == 200
     answer = response.json()
@@ -69,7 +76,7 @@ def test_mutate_answers_in_kind_with_a_patch_that_applies(client, api_version, o
     assert "patch" not in again["response"]
 
 
-def test_dry_run_is_answered_the_same(client):
+def test_dry_run_is_answered_the_same(client: TestClient) -> None:
     wet = post(client, review(trial_job())).json()
     dry = post(client, review(trial_job(), dryRun=True)).json()
     assert dry == wet
@@ -84,13 +91,13 @@ def test_dry_run_is_answered_the_same(client):
         review(trial_pod(), subResource="status", operation="CONNECT"),
     ],
 )
-def test_other_kinds_and_operations_pass_unchanged(client, body):
+def test_other_kinds_and_operations_pass_unchanged(client: TestClient, body: dict[str, Any]) -> None:
     response = post(client, body)
     assert response.status_code == 200
     assert response.json()["response"] == {"uid": body["request"]["uid"], "allowed": True}
 
 
-def test_warnings_are_returned(client):
+def test_warnings_are_returned(client: TestClient) -> None:
     pod = trial_pod()
     pod["spec"]["containers"][-1]["image"] = "example.com/mirror/collector:1"
     answer = post(client, review(pod)).json()["response"]
@@ -110,7 +117,9 @@ def test_warnings_are_returned(client):
         (json.dumps(review(notebook_pod(), uid=None)).encode(), {"content-type": "application/json"}, 400),
     ],
 )
-def test_bad_input_is_a_4xx_with_a_json_error_and_a_log_line(client, caplog, content, headers, status):
+def test_bad_input_is_a_4xx_with_a_json_error_and_a_log_line(
+    client: TestClient, caplog: pytest.LogCaptureFixture, content: bytes, headers: dict[str, str], status: int
+) -> None:
     with caplog.at_level(logging.WARNING):
         response = client.post("/mutate", content=content, headers=headers)
     assert response.status_code == status
@@ -120,8 +129,10 @@ def test_bad_input_is_a_4xx_with_a_json_error_and_a_log_line(client, caplog, con
     assert metric(client, "rejected") == 1
 
 
-def test_a_failing_mutation_is_logged_counted_and_admitted_unchanged(client, caplog, monkeypatch):
-    def broken(obj, config):
+def test_a_failing_mutation_is_logged_counted_and_admitted_unchanged(
+    client: TestClient, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(obj: Mapping[str, Any], config: Config) -> Mutation:
         raise KeyError("surprise")
 
     monkeypatch.setitem(mutate_module.MUTATIONS, "Job", (("trial_job", broken),))
@@ -133,12 +144,13 @@ def test_a_failing_mutation_is_logged_counted_and_admitted_unchanged(client, cap
     assert "patch" not in answer
     assert answer["warnings"]
     [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert record.exc_info is not None
     assert record.exc_info[0] is KeyError
-    assert record.mutation == "trial_job"
+    assert vars(record)["mutation"] == "trial_job"  # a field the log call adds with ``extra``
     assert metric(client, "error") == 1
 
 
-def test_metrics_count_reviews_by_kind_mutation_and_outcome(client):
+def test_metrics_count_reviews_by_kind_mutation_and_outcome(client: TestClient) -> None:
     post(client, review(trial_job()))
     post(client, review(trial_pod(kale="0.7")))
     post(client, review(notebook_pod({"kubeflow-extension": "true"})))
@@ -149,7 +161,7 @@ def test_metrics_count_reviews_by_kind_mutation_and_outcome(client):
     assert 'kfext_webhook_request_duration_seconds_count{kind="Pod"} 2.0' in text
 
 
-def test_probes(client):
+def test_probes(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").status_code == 200
     assert client.get("/mutate").status_code == 405
@@ -157,7 +169,7 @@ def test_probes(client):
 
 @settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(JSON)
-def test_no_5xx_for_arbitrary_json(client, body):
+def test_no_5xx_for_arbitrary_json(client: TestClient, body: Any) -> None:
     assert post(client, body).status_code < 500
 
 
@@ -166,7 +178,9 @@ def test_no_5xx_for_arbitrary_json(client, body):
     st.sampled_from(["Pod", "Job", "Other"]),
     st.dictionaries(st.sampled_from(["metadata", "spec", "kind"]), JSON),
 )
-def test_arbitrary_objects_in_a_valid_review_are_admitted(client, kind, obj):
+def test_arbitrary_objects_in_a_valid_review_are_admitted(
+    client: TestClient, kind: str, obj: dict[str, Any]
+) -> None:
     body = review({"kind": kind})
     body["request"]["object"] = {
         "kind": kind,
@@ -177,7 +191,7 @@ def test_arbitrary_objects_in_a_valid_review_are_admitted(client, kind, obj):
     assert response.json()["response"]["allowed"] is True
 
 
-def test_a_patched_review_leaves_one_json_audit_line_with_what_changed_and_why(client):
+def test_a_patched_review_leaves_one_json_audit_line_with_what_changed_and_why(client: TestClient) -> None:
     import io
 
     from service.logs import JsonFormatter

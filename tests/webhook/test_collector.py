@@ -7,14 +7,16 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from typing import Any
 
 import jsonpatch
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from katib_objects import KATIB_VERSIONS, kubelet_expand, trial_pod
 
 from service.config import Config
+from tests.webhook.katib_objects import KATIB_VERSIONS, kubelet_expand, trial_pod
 from webhook.mutations import collector
 from webhook.mutations.collector import (
     EMPTY_WAIT_FLAG,
@@ -29,15 +31,16 @@ from webhook.mutations.collector import (
     wait_form,
     wait_only_for_main,
 )
+from webhook.patch import Mutation
 
 CONFIG = Config()
 
 
-def collector_of(pod):
+def collector_of(pod: dict[str, Any]) -> dict[str, Any]:
     return next(c for c in pod["spec"]["containers"] if c["name"].startswith("metrics-"))
 
 
-def apply(pod, config=CONFIG):
+def apply(pod: dict[str, Any], config: Config = CONFIG) -> tuple[dict[str, Any], Mutation]:
     result = mutate(pod, config)
     return jsonpatch.apply_patch(pod, list(result.ops)), result
 
@@ -64,7 +67,7 @@ def apply(pod, config=CONFIG):
         (["-wait", "5"], ["-w=false", "-wait", "5"]),
     ],
 )
-def test_wait_only_for_main(args, expected):
+def test_wait_only_for_main(args: list[str], expected: list[str]) -> None:
     assert wait_only_for_main(args) == expected
     assert wait_only_for_main(expected) == expected
 
@@ -74,7 +77,7 @@ def test_wait_only_for_main(args, expected):
         st.sampled_from(["-w", "--w", "-w=true", "--w=false", "true", "0", "-t", "x", "--", "-m", "a;b"])
     )
 )
-def test_wait_only_for_main_is_idempotent(args):
+def test_wait_only_for_main_is_idempotent(args: list[str]) -> None:
     once = wait_only_for_main(args)
     assert wait_only_for_main(once) == once
     assert once.count("-w=false") >= 1
@@ -103,7 +106,7 @@ V10_ARGS = ["-t", "x", "-m", "a", "-o-type", "maximize", "-s-db", "katib-db-mana
         ("ghcr.io/kubeflow/katib/tfevent-metrics-collector@sha256:0123", V10_ARGS, EMPTY_WAIT_FLAG),
     ],
 )
-def test_wait_form_by_collector_and_version(image, args, form):
+def test_wait_form_by_collector_and_version(image: str, args: list[str], form: str | None) -> None:
     assert wait_form(image, args) == form
 
 
@@ -120,11 +123,11 @@ def test_wait_form_by_collector_and_version(image, args, form):
         ("c:v" + "9" * 5000 + ".0.0", None),  # past int()'s digit limit: no release, no exception
     ],
 )
-def test_release(image, version):
+def test_release(image: str, version: tuple[int, ...] | None) -> None:
     assert release(image) == version
 
 
-def test_a_collector_without_wait_flag_loses_every_form_and_gets_none():
+def test_a_collector_without_wait_flag_loses_every_form_and_gets_none() -> None:
     assert wait_only_for_main([*V09_ARGS, "-w", "true", "-w=false"], None) == V09_ARGS
     assert wait_only_for_main(V09_ARGS, None) == V09_ARGS
 
@@ -139,14 +142,14 @@ def test_a_collector_without_wait_flag_loses_every_form_and_gets_none():
         ("file-metrics-collector:v1beta1-a96ff59", "file-metrics-collector"),
     ],
 )
-def test_image_name(image, name):
+def test_image_name(image: str, name: str) -> None:
     assert image_name(image) == name
 
 
 # --- when the proxy needs stopping --------------------------------------------------------------
 
 
-def test_classic_proxy_detection():
+def test_classic_proxy_detection() -> None:
     assert classic_proxy(trial_pod(proxy="classic"))
     assert not classic_proxy(trial_pod(proxy="native"))
     assert not classic_proxy(trial_pod(proxy=None))
@@ -161,7 +164,7 @@ def test_classic_proxy_detection():
 # --- per Katib version ---------------------------------------------------------------------------
 
 
-def without_wait_all(args):
+def without_wait_all(args: list[str]) -> list[str]:
     if "-w" not in args:
         return args
     i = args.index("-w")
@@ -169,7 +172,7 @@ def without_wait_all(args):
 
 
 @pytest.mark.parametrize("version", KATIB_VERSIONS)
-def test_classic_proxy_pod_gets_wait_flag_and_wrapper(version):
+def test_classic_proxy_pod_gets_wait_flag_and_wrapper(version: str) -> None:
     pod = trial_pod(version, proxy="classic")
     after, result = apply(pod)
     container = collector_of(after)
@@ -194,7 +197,7 @@ def test_classic_proxy_pod_gets_wait_flag_and_wrapper(version):
 
 @pytest.mark.parametrize("version", KATIB_VERSIONS)
 @pytest.mark.parametrize("proxy", ["native", None])
-def test_without_a_classic_proxy_only_the_wait_flag_changes(version, proxy):
+def test_without_a_classic_proxy_only_the_wait_flag_changes(version: str, proxy: str | None) -> None:
     pod = trial_pod(version, proxy=proxy)
     after, result = apply(pod)
     container = collector_of(after)
@@ -204,7 +207,7 @@ def test_without_a_classic_proxy_only_the_wait_flag_changes(version, proxy):
     assert mutate(after, CONFIG).ops == ()
 
 
-def test_tfevent_collector_uses_its_own_entrypoint():
+def test_tfevent_collector_uses_its_own_entrypoint() -> None:
     pod = trial_pod(tfevent=True)
     after, result = apply(pod)
     container = collector_of(after)
@@ -214,7 +217,7 @@ def test_tfevent_collector_uses_its_own_entrypoint():
     assert result.warnings == ()
 
 
-def test_entrypoints_come_from_the_configuration():
+def test_entrypoints_come_from_the_configuration() -> None:
     config = dataclasses.replace(
         CONFIG, collector_entrypoints={"file-metrics-collector": ("/app/collect", "--v")}
     )
@@ -222,7 +225,7 @@ def test_entrypoints_come_from_the_configuration():
     assert '/app/collect --v "$$@"' in collector_of(after)["command"][2]
 
 
-def test_unknown_image_of_the_file_collector_is_not_wrapped_but_warned():
+def test_unknown_image_of_the_file_collector_is_not_wrapped_but_warned() -> None:
     pod = trial_pod()
     collector_of(pod)["image"] = "registry.example.com/mirror/katib-collector:1"
     after, result = apply(pod)
@@ -232,7 +235,7 @@ def test_unknown_image_of_the_file_collector_is_not_wrapped_but_warned():
     assert "katib-collector" in result.warnings[0]
 
 
-def test_custom_collector_is_left_alone_with_a_warning():
+def test_custom_collector_is_left_alone_with_a_warning() -> None:
     pod = trial_pod(tfevent=True)
     collector_of(pod)["image"] = "example.com/my-prometheus-scraper:2"
     _, result = apply(pod)
@@ -240,7 +243,7 @@ def test_custom_collector_is_left_alone_with_a_warning():
     assert result.warnings
 
 
-def test_collector_with_its_own_command_keeps_it():
+def test_collector_with_its_own_command_keeps_it() -> None:
     pod = trial_pod()
     collector_of(pod)["command"] = ["/bin/collect"]
     after, result = apply(pod)
@@ -249,7 +252,7 @@ def test_collector_with_its_own_command_keeps_it():
     assert "own command" in result.warnings[0]
 
 
-def test_wrapper_is_removed_when_the_proxy_turns_out_native():
+def test_wrapper_is_removed_when_the_proxy_turns_out_native() -> None:
     wrapped, _ = apply(trial_pod(proxy="classic"))
     native = trial_pod(proxy="native")
     collector_of(native).update(collector_of(wrapped))
@@ -259,7 +262,7 @@ def test_wrapper_is_removed_when_the_proxy_turns_out_native():
     assert mutate(after, CONFIG).ops == ()
 
 
-def test_wrapper_follows_a_changed_stop_method():
+def test_wrapper_follows_a_changed_stop_method() -> None:
     wrapped, _ = apply(trial_pod())
     assert "wget" in collector_of(wrapped)["command"][2]
     rewrapped, result = apply(wrapped, dataclasses.replace(CONFIG, sidecar_stop="signal"))
@@ -268,7 +271,7 @@ def test_wrapper_follows_a_changed_stop_method():
     assert is_wrapper(collector_of(rewrapped)["command"])
 
 
-def test_non_string_args_are_warned_about():
+def test_non_string_args_are_warned_about() -> None:
     pod = trial_pod()
     collector_of(pod)["args"] = ["-t", 3]
     result = mutate(pod, CONFIG)
@@ -277,7 +280,7 @@ def test_non_string_args_are_warned_about():
 
 
 @given(st.text())
-def test_kubelet_escape_survives_kubelet_expansion(text):
+def test_kubelet_escape_survives_kubelet_expansion(text: str) -> None:
     assert kubelet_expand(kubelet_escape(text), {"A": "x", "HOME": "/root"}) == text
 
 
@@ -376,18 +379,18 @@ TOOLSETS = {
 class QuitServer(http.server.ThreadingHTTPServer):
     """Stands in for pilot-agent's status port; records each request in the events file."""
 
-    def __init__(self, events):
+    def __init__(self, events: pathlib.Path) -> None:
         self.events = events
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
+            def do_POST(self) -> None:
                 with open(events, "a") as f:
                     f.write(f"quit {self.command} {self.path}\n")
                 self.send_response(200)
                 self.end_headers()
                 self.wfile.write(b"OK")
 
-            def log_message(self, *args):
+            def log_message(self, *args: Any) -> None:
                 pass
 
         super().__init__(("127.0.0.1", 0), Handler)
@@ -401,17 +404,18 @@ class Sandbox:
     server: QuitServer
 
     @property
-    def quit_url(self):
+    def quit_url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}/quitquitquit"
 
 
 @pytest.fixture
-def sandbox(tmp_path, request):
+def sandbox(tmp_path: pathlib.Path, request: pytest.FixtureRequest) -> Iterator[Sandbox]:
     shell, toolset = getattr(request, "param", ("dash", "busybox"))
-    assert SHELLS[shell], f"{shell} is not installed (CI installs it: apt-get install {shell})"
+    shell_path = SHELLS[shell]
+    assert shell_path, f"{shell} is not installed (CI installs it: apt-get install {shell})"
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "sh").symlink_to(SHELLS[shell])  # BusyBox runs the applet its argv[0] names
+    (bin_dir / "sh").symlink_to(shell_path)  # BusyBox runs the applet its argv[0] names
     for name, target in TOOLSETS[toolset].items():
         assert target, f"{name} is missing"
         (bin_dir / name).symlink_to(target)
@@ -432,7 +436,14 @@ def sandbox(tmp_path, request):
     server.server_close()
 
 
-def run_wrapped(sandbox, url, config=CONFIG, rc=0, extra_env=None, proxy=None):
+def run_wrapped(
+    sandbox: Sandbox,
+    url: str,
+    config: Config = CONFIG,
+    rc: int = 0,
+    extra_env: dict[str, str] | None = None,
+    proxy: str | None = None,
+) -> tuple[subprocess.CompletedProcess[bytes], list[str], list[str]]:
     """Runs the wrapped collector; with ``proxy`` ("pilot-agent" or "envoy"), in a PID namespace of its
     own (``unshare --pid --fork --mount-proc``, as root) beside a stand-in process of that name."""
     pod = trial_pod()
@@ -450,14 +461,16 @@ def run_wrapped(sandbox, url, config=CONFIG, rc=0, extra_env=None, proxy=None):
     }
     if proxy is not None:
         env |= {"STUB_PROXY": str(sandbox.dir / proxy), "EXPECT_SIGNAL": "1"}
-        argv = [shutil.which("unshare"), "--pid", "--fork", "--mount-proc", str(sandbox.dir / "pod"), *argv]
+        unshare = shutil.which("unshare")
+        assert unshare is not None, "unshare (util-linux) is missing"
+        argv = [unshare, "--pid", "--fork", "--mount-proc", str(sandbox.dir / "pod"), *argv]
     completed = subprocess.run(argv, cwd=sandbox.dir, env=env, capture_output=True, timeout=120)
     events = (sandbox.dir / "events").read_text().splitlines()
     recorded = (sandbox.dir / "argv").read_bytes().split(b"\0")[:-1]
     return completed, events, [a.decode() for a in recorded]
 
 
-def closed_port_url():
+def closed_port_url() -> str:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -470,7 +483,7 @@ ALL_IMAGES = [(shell, toolset) for shell in SHELLS for toolset in TOOLSETS]
 
 @pytest.mark.parametrize("sandbox", HTTP_IMAGES, indirect=True, ids="-".join)
 @pytest.mark.parametrize("rc", [0, 3])
-def test_wrapper_passes_args_verbatim_quits_after_and_keeps_the_exit_code(sandbox, rc):
+def test_wrapper_passes_args_verbatim_quits_after_and_keeps_the_exit_code(sandbox: Sandbox, rc: int) -> None:
     completed, events, argv = run_wrapped(sandbox, sandbox.quit_url, rc=rc)
     assert argv == EXPECTED_ARGV
     assert events == ["collector", "quit POST /quitquitquit"]
@@ -478,7 +491,7 @@ def test_wrapper_passes_args_verbatim_quits_after_and_keeps_the_exit_code(sandbo
 
 
 @pytest.mark.parametrize("sandbox", HTTP_IMAGES, indirect=True, ids="-".join)
-def test_a_proxy_in_the_environment_is_not_used_for_the_local_call(sandbox):
+def test_a_proxy_in_the_environment_is_not_used_for_the_local_call(sandbox: Sandbox) -> None:
     unreachable = closed_port_url().removesuffix("/quitquitquit")
     _, events, _ = run_wrapped(sandbox, sandbox.quit_url, extra_env={"http_proxy": unreachable})
     assert events == ["collector", "quit POST /quitquitquit"]
@@ -486,7 +499,9 @@ def test_a_proxy_in_the_environment_is_not_used_for_the_local_call(sandbox):
 
 @pytest.mark.parametrize("sandbox", ALL_IMAGES, indirect=True, ids="-".join)
 @pytest.mark.parametrize("rc", [0, 2])
-def test_the_shell_signals_pilot_agent_when_the_status_port_does_not_answer(sandbox, rc):
+def test_the_shell_signals_pilot_agent_when_the_status_port_does_not_answer(
+    sandbox: Sandbox, rc: int
+) -> None:
     completed, events, argv = run_wrapped(sandbox, closed_port_url(), rc=rc, proxy="pilot-agent")
     assert argv == EXPECTED_ARGV
     assert events == ["collector", "TERM pilot-agent"]
@@ -494,14 +509,14 @@ def test_the_shell_signals_pilot_agent_when_the_status_port_does_not_answer(sand
 
 
 @pytest.mark.parametrize("sandbox", [("busybox", "bare"), ("dash", "bare")], indirect=True, ids="-".join)
-def test_envoy_is_signalled_when_there_is_no_pilot_agent(sandbox):
+def test_envoy_is_signalled_when_there_is_no_pilot_agent(sandbox: Sandbox) -> None:
     completed, events, _ = run_wrapped(sandbox, closed_port_url(), rc=4, proxy="envoy")
     assert events == ["collector", "TERM envoy"]
     assert completed.returncode == 4
 
 
 @pytest.mark.parametrize("sandbox", [("busybox", "busybox"), ("dash", "python")], indirect=True, ids="-".join)
-def test_a_status_port_that_never_answers_is_given_up_and_the_proxy_signalled(sandbox):
+def test_a_status_port_that_never_answers_is_given_up_and_the_proxy_signalled(sandbox: Sandbox) -> None:
     """BusyBox's wget without -T would wait for ever; the wrapper kills each step after a bound."""
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
@@ -513,7 +528,7 @@ def test_a_status_port_that_never_answers_is_given_up_and_the_proxy_signalled(sa
 
 
 @pytest.mark.parametrize("sandbox", [("dash", "busybox"), ("busybox", "bare")], indirect=True, ids="-".join)
-def test_signal_mode_does_not_call_the_status_port(sandbox):
+def test_signal_mode_does_not_call_the_status_port(sandbox: Sandbox) -> None:
     config = dataclasses.replace(CONFIG, sidecar_stop="signal")
     completed, events, argv = run_wrapped(sandbox, sandbox.quit_url, config=config, proxy="pilot-agent")
     assert events == ["collector", "TERM pilot-agent"]
@@ -521,17 +536,19 @@ def test_signal_mode_does_not_call_the_status_port(sandbox):
     assert completed.returncode == 0
 
 
-def test_debian_busybox_is_the_build_without_wget_timeout_and_pkill():
+def test_debian_busybox_is_the_build_without_wget_timeout_and_pkill() -> None:
     """What makes the busybox sandbox meaningful: the options the wrapper must not rely on are absent."""
-    applets = subprocess.run([SHELLS["busybox"], "--list"], capture_output=True, text=True, check=True)
+    busybox = SHELLS["busybox"]
+    assert busybox, "busybox is not installed"
+    applets = subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True)
     assert "pkill" not in applets.stdout.split()
     crashed = subprocess.run(
-        [SHELLS["busybox"], "wget", "-q", "-T", "1", "-O", "/dev/null", closed_port_url()],
+        [busybox, "wget", "-q", "-T", "1", "-O", "/dev/null", closed_port_url()],
         capture_output=True,
         timeout=60,
     )
     assert crashed.returncode != 0
 
 
-def test_quit_url_is_pilot_agents_status_port():
+def test_quit_url_is_pilot_agents_status_port() -> None:
     assert collector.QUIT_URL == "http://127.0.0.1:15020/quitquitquit"

@@ -8,15 +8,18 @@ import socket
 import subprocess
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import jsonpatch
 import kubernetes.client.exceptions
 import pytest
+import urllib3.connection
 import urllib3.exceptions
-from katib_objects import kale_command, katib_wrapped, kubelet_expand, trial_pod
 
 from service.config import Config
+from tests.webhook.katib_objects import kale_command, katib_wrapped, kubelet_expand, trial_pod
 from webhook.mutations.kale import FORBIDDEN, HOOK, MARKER, mutate, retry_program
+from webhook.patch import Mutation
 
 CONFIG = Config()
 FAST = dataclasses.replace(Config(), kale_retry_seconds=3, kale_retry_max_delay_seconds=1)
@@ -52,7 +55,7 @@ def create_and_wait_kfp_run(pipeline_id, run_name, version_id=None, experiment_n
 
 
 @pytest.fixture
-def stub_kale(tmp_path):
+def stub_kale(tmp_path: Path) -> Path:
     root = tmp_path / "site"
     (root / "kale" / "common").mkdir(parents=True)
     (root / "kale" / "__init__.py").write_text("")
@@ -63,11 +66,12 @@ def stub_kale(tmp_path):
     return root
 
 
-def main_container(pod):
-    return pod["spec"]["containers"][0]
+def main_container(pod: dict[str, Any]) -> dict[str, Any]:
+    main: dict[str, Any] = pod["spec"]["containers"][0]
+    return main
 
 
-def kale_pod(kale, log_dir="/var/log/katib", wrapped=True):
+def kale_pod(kale: str, log_dir: str = "/var/log/katib", wrapped: bool = True) -> dict[str, Any]:
     pod = trial_pod(kale=kale)
     main = main_container(pod)
     if wrapped:
@@ -78,23 +82,32 @@ def kale_pod(kale, log_dir="/var/log/katib", wrapped=True):
     return pod
 
 
-def patched(pod, config=CONFIG):
+def patched(pod: dict[str, Any], config: Config = CONFIG) -> tuple[dict[str, Any], Mutation]:
     result = mutate(pod, config)
     return jsonpatch.apply_patch(pod, list(result.ops)), result
 
 
-def shell_line(container):
+def shell_line(container: dict[str, Any]) -> str:
     """What the container's shell runs: Katib's args[0], or Kale's own one-string command."""
-    if container["command"][:2] == ["sh", "-c"]:
-        return container["args"][0]
-    return container["command"][0]
+    line: str = container["args"][0] if container["command"][:2] == ["sh", "-c"] else container["command"][0]
+    return line
 
 
-def python_program(line):
-    return re.search(r'-c "([^"]*)"', line).group(1)
+def python_program(line: str) -> str:
+    found = re.search(r'-c "([^"]*)"', line)
+    assert found is not None, line
+    return found.group(1)
 
 
-def run_line(line, site, tmp_path, failures, status=None, reason="", path="/usr/bin:/bin"):
+def run_line(
+    line: str,
+    site: Path,
+    tmp_path: Path,
+    failures: int,
+    status: int | None = None,
+    reason: str = "",
+    path: str = "/usr/bin:/bin",
+) -> subprocess.CompletedProcess[str]:
     env = {"PATH": path, "PYTHONPATH": str(site), "STUB_FAILURES": str(failures)}
     if status is not None:
         env |= {"STUB_STATUS": str(status), "STUB_REASON": reason}
@@ -110,13 +123,14 @@ def run_line(line, site, tmp_path, failures, status=None, reason="", path="/usr/
 
 @pytest.mark.parametrize("kale", ["0.6", "0.7"])
 @pytest.mark.parametrize("wrapped", [True, False], ids=["after-katib", "before-katib"])
-def test_kale_program_gets_the_retry_before_the_hook(kale, wrapped):
+def test_kale_program_gets_the_retry_before_the_hook(kale: str, wrapped: bool) -> None:
     pod = kale_pod(kale, wrapped=wrapped)
     after, result = patched(pod)
     field = "args" if wrapped else "command"
     assert [op["path"] for op in result.ops] == [f"/spec/containers/0/{field}/0"]
     before, now = shell_line(main_container(pod)), shell_line(main_container(after))
     hook = HOOK.search(before)
+    assert hook is not None, before
     inserted = now[hook.start() : len(now) - (len(before) - hook.start())]
     assert now == before[: hook.start()] + inserted + before[hook.start() :]
     assert inserted.startswith(MARKER)
@@ -128,7 +142,7 @@ def test_kale_program_gets_the_retry_before_the_hook(kale, wrapped):
 
 
 @pytest.mark.parametrize("module", ["kale.common.kfputils", "kale.common.katibutils", "kfputils"])
-def test_retry_program_is_python_3_6_and_shell_safe(module):
+def test_retry_program_is_python_3_6_and_shell_safe(module: str) -> None:
     program = retry_program(module, 900, 60)
     ast.parse(program, feature_version=(3, 6))
     assert not FORBIDDEN & set(program)
@@ -137,7 +151,7 @@ def test_retry_program_is_python_3_6_and_shell_safe(module):
 
 
 @pytest.mark.parametrize("kale", ["0.6", "0.7"])
-def test_patched_trial_survives_transient_failures(kale, stub_kale, tmp_path):
+def test_patched_trial_survives_transient_failures(kale: str, stub_kale: Path, tmp_path: Path) -> None:
     after, _ = patched(kale_pod(kale, log_dir=str(tmp_path)), FAST)
     completed = run_line(shell_line(main_container(after)), stub_kale, tmp_path, failures=2)
     log = (tmp_path / "metrics.log").read_text()
@@ -148,7 +162,9 @@ def test_patched_trial_survives_transient_failures(kale, stub_kale, tmp_path):
 
 
 @pytest.mark.parametrize(("status", "reason"), [(503, "Service Unavailable"), (429, "Too Many Requests")])
-def test_patched_trial_retries_passing_http_errors_and_logs_their_status(status, reason, stub_kale, tmp_path):
+def test_patched_trial_retries_passing_http_errors_and_logs_their_status(
+    status: int, reason: str, stub_kale: Path, tmp_path: Path
+) -> None:
     after, _ = patched(kale_pod("0.7", log_dir=str(tmp_path)), FAST)
     completed = run_line(shell_line(main_container(after)), stub_kale, tmp_path, 2, status, reason)
     log = (tmp_path / "metrics.log").read_text()
@@ -162,7 +178,9 @@ PERMANENT = [(404, "Not Found"), (401, "Unauthorized"), (403, "Forbidden")]
 
 
 @pytest.mark.parametrize(("status", "reason"), PERMANENT)
-def test_patched_trial_fails_at_once_on_a_permanent_http_error(status, reason, stub_kale, tmp_path):
+def test_patched_trial_fails_at_once_on_a_permanent_http_error(
+    status: int, reason: str, stub_kale: Path, tmp_path: Path
+) -> None:
     after, _ = patched(kale_pod("0.7", log_dir=str(tmp_path)), CONFIG)  # a 900 s budget, if it retried
     completed = run_line(shell_line(main_container(after)), stub_kale, tmp_path, 1000, status, reason)
     log = (tmp_path / "metrics.log").read_text()
@@ -175,14 +193,15 @@ def test_patched_trial_fails_at_once_on_a_permanent_http_error(status, reason, s
 
 
 @functools.cache
-def python36():
+def python36() -> str | None:
     """A CPython 3.6 (the trial images' version) if this machine has one: on PATH or from pyenv."""
     pyenv = sorted((Path.home() / ".pyenv" / "versions").glob("3.6.*/bin/python3.6"))
-    for found in [*map(str, pyenv), shutil.which("python3.6")]:
+    on_path = shutil.which("python3.6")
+    for found in [*map(str, pyenv), *([on_path] if on_path else [])]:
         try:
             probe = [found, "-c", "import sys; print(sys.version_info[:2])"]
             version = subprocess.run(probe, capture_output=True)
-        except (OSError, TypeError):
+        except OSError:
             continue
         if version.stdout.strip() == b"(3, 6)":
             return found
@@ -191,10 +210,12 @@ def python36():
 
 @pytest.mark.skipif(python36() is None, reason="no CPython 3.6 on this machine")
 @pytest.mark.parametrize("kale", ["0.6", "0.7"])
-def test_patched_trial_runs_under_python_3_6(kale, stub_kale, tmp_path):
+def test_patched_trial_runs_under_python_3_6(kale: str, stub_kale: Path, tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "python3").symlink_to(python36())
+    python = python36()
+    assert python is not None  # the test is skipped without one
+    (bin_dir / "python3").symlink_to(python)
     after, _ = patched(kale_pod(kale, log_dir=str(tmp_path)), FAST)
     line = shell_line(main_container(after))
     path = f"{bin_dir}:/usr/bin:/bin"
@@ -209,12 +230,17 @@ def test_patched_trial_runs_under_python_3_6(kale, stub_kale, tmp_path):
     assert "HTTP 404 Not Found), not retried" in (tmp_path / "metrics.log").read_text()
 
 
-def retry_functions():
+def retry_functions() -> dict[str, Any]:
     """The inserted program's functions, without its last lines (which rebind Kale's module)."""
     program = retry_program("kale.common.kfputils", 900, 60)
-    namespace = {}
+    namespace: dict[str, Any] = {}
     exec(program[: program.index("import kale.common.kfputils as")], namespace)
     return namespace
+
+
+# What urllib3's errors carry; made, never connected.
+POOL = urllib3.HTTPConnectionPool("127.0.0.1")
+CONNECTION = urllib3.connection.HTTPConnection("127.0.0.1")
 
 
 @pytest.mark.parametrize(
@@ -225,10 +251,10 @@ def retry_functions():
         (http.client.RemoteDisconnected("Remote end closed connection without response"), True),
         (TimeoutError("timed out"), True),
         (socket.timeout("timed out"), True),  # noqa: UP041  (its own class on Python 3.6)
-        (urllib3.exceptions.MaxRetryError(None, "/apis/v1beta1/runs/r", None), True),
+        (urllib3.exceptions.MaxRetryError(POOL, "/apis/v1beta1/runs/r", None), True),
         (urllib3.exceptions.ProtocolError("Connection aborted."), True),
-        (urllib3.exceptions.ReadTimeoutError(None, "/apis/v1beta1/runs/r", "Read timed out."), True),
-        (urllib3.exceptions.NewConnectionError(None, "Failed to establish a new connection"), True),
+        (urllib3.exceptions.ReadTimeoutError(POOL, "/apis/v1beta1/runs/r", "Read timed out."), True),
+        (urllib3.exceptions.NewConnectionError(CONNECTION, "Failed to establish a new connection"), True),
         (kubernetes.client.exceptions.ApiException(status=503, reason="Service Unavailable"), True),
         (kubernetes.client.exceptions.ApiException(status=502, reason="Bad Gateway"), True),
         (kubernetes.client.exceptions.ApiException(status=429, reason="Too Many Requests"), True),
@@ -244,11 +270,11 @@ def retry_functions():
     ],
     ids=lambda value: type(value).__name__ if isinstance(value, BaseException) else str(value),
 )
-def test_only_transient_errors_are_retried(error, transient):
+def test_only_transient_errors_are_retried(error: BaseException, transient: bool) -> None:
     assert retry_functions()["_kfx_transient"](error) is transient
 
 
-def test_retry_log_names_the_http_status_and_reason():
+def test_retry_log_names_the_http_status_and_reason() -> None:
     describe = retry_functions()["_kfx_describe"]
     error = kubernetes.client.exceptions.ApiException(status=503, reason="Service Unavailable")
     assert describe(error) == "ApiException: HTTP 503 Service Unavailable"
@@ -257,14 +283,14 @@ def test_retry_log_names_the_http_status_and_reason():
 
 
 @pytest.mark.parametrize("kale", ["0.6", "0.7"])
-def test_unpatched_trial_fails_on_the_first_error(kale, stub_kale, tmp_path):
+def test_unpatched_trial_fails_on_the_first_error(kale: str, stub_kale: Path, tmp_path: Path) -> None:
     line = shell_line(main_container(kale_pod(kale, log_dir=str(tmp_path))))
     completed = run_line(line, stub_kale, tmp_path, failures=1)
     assert completed.returncode != 0
     assert "ConnectionError" in (tmp_path / "metrics.log").read_text()
 
 
-def test_patched_trial_gives_up_when_the_budget_is_spent(stub_kale, tmp_path):
+def test_patched_trial_gives_up_when_the_budget_is_spent(stub_kale: Path, tmp_path: Path) -> None:
     after, _ = patched(kale_pod("0.7", log_dir=str(tmp_path)), SPENT)
     completed = run_line(shell_line(main_container(after)), stub_kale, tmp_path, failures=1000)
     log = (tmp_path / "metrics.log").read_text()
@@ -275,7 +301,7 @@ def test_patched_trial_gives_up_when_the_budget_is_spent(stub_kale, tmp_path):
     assert not list(tmp_path.glob("*.pid"))
 
 
-def test_bare_kfputils_module_and_argv_form(stub_kale, tmp_path):
+def test_bare_kfputils_module_and_argv_form(stub_kale: Path, tmp_path: Path) -> None:
     program = (
         "from kfputils import create_and_wait_kfp_run; create_and_wait_kfp_run(pipeline_id='p', run_name='t')"
     )
@@ -300,13 +326,13 @@ def test_bare_kfputils_module_and_argv_form(stub_kale, tmp_path):
         ["python3", "train.py", "-c", "from kfputils import create_and_wait_kfp_run"],  # -c is train.py's
     ],
 )
-def test_other_programs_are_not_touched(command):
+def test_other_programs_are_not_touched(command: list[str]) -> None:
     pod = trial_pod(kale=None)
     main_container(pod).update({"command": command, "args": []})
     assert mutate(pod, CONFIG).ops == ()
 
 
-def test_inserted_program_reads_well():
+def test_inserted_program_reads_well() -> None:
     program = retry_program("kale.common.kfputils", 900, 60)
     assert textwrap.dedent(program) == program
     assert "900" in program

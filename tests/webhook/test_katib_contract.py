@@ -10,20 +10,24 @@ package and Python's argparse.
 
 import json
 import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
-from katib_code import (
+
+from service.config import Config
+from tests.webhook.katib_code import (
     COLLECTOR_FACTS,
     FIXTURES,
+    Parsed,
     declared_go_collector,
     declared_python_collector,
     go_file_collector_v0_19,
     program,
     tfevent_collector_v0_19,
 )
-from katib_objects import trial_pod
-
-from service.config import Config
+from tests.webhook.katib_objects import trial_pod
 from webhook import mutate
 from webhook.mutations.collector import COLLECTOR_CONTAINERS, EMPTY_WAIT_FLAG, WAIT_FLAG, wait_only_for_main
 
@@ -33,11 +37,11 @@ GENERATED_FILES = sorted(GENERATED.glob("*.json"))
 DB_MANAGER = "katib-db-manager.kubeflow:6789"
 
 
-def collector_of(pod):
+def collector_of(pod: dict[str, Any]) -> dict[str, Any]:
     return next(c for c in pod["spec"]["containers"] if c["name"] in COLLECTOR_CONTAINERS)
 
 
-def through_our_webhook(pod):
+def through_our_webhook(pod: dict[str, Any]) -> dict[str, Any]:
     result = mutate.run(pod, "Pod", CONFIG)
     assert not result.failed
     return result.obj
@@ -46,7 +50,7 @@ def through_our_webhook(pod):
 # --- Katib 0.19.0: its own Pod webhook and collectors --------------------------------------------
 
 
-def test_fixtures_are_what_katibs_own_webhook_generates(tmp_path):
+def test_fixtures_are_what_katibs_own_webhook_generates(tmp_path: Path) -> None:
     subprocess.run([program("trial-pods"), tmp_path], check=True, timeout=300)
     generated = {p.name: p.read_bytes() for p in sorted(tmp_path.glob("*.json"))}
     checked_in = {p.name: p.read_bytes() for p in GENERATED_FILES}
@@ -55,21 +59,21 @@ def test_fixtures_are_what_katibs_own_webhook_generates(tmp_path):
         assert content == checked_in[name], f"{name} differs; regenerate with: just katib-fixtures"
 
 
-def test_fixtures_cover_every_collector_wait_setting_and_main_command():
+def test_fixtures_cover_every_collector_wait_setting_and_main_command() -> None:
     cases = [json.loads(p.read_text())["case"] for p in GENERATED_FILES]
     assert {c["collector"] for c in cases} == {"StdOut", "File", "TensorFlowEvent"}
     assert {c["waitAllProcesses"] for c in cases} == {None, True, False}
     assert {c["main"] for c in cases} == {"plain", "kale-0.6", "kale-0.7"}
 
 
-def katib_reads(container, args):
+def katib_reads(container: dict[str, Any], args: list[str]) -> Parsed:
     if container["name"] == "metrics-logger-and-collector":
         return go_file_collector_v0_19(args)
     return tfevent_collector_v0_19(args)
 
 
 @pytest.mark.parametrize("path", GENERATED_FILES, ids=lambda p: p.stem)
-def test_katib_0_19_collectors_wait_only_for_the_main_process_with_our_arguments(path):
+def test_katib_0_19_collectors_wait_only_for_the_main_process_with_our_arguments(path: Path) -> None:
     fixture = json.loads(path.read_text())
     pod = fixture["pod"]
     katibs = collector_of(pod)
@@ -88,7 +92,7 @@ def test_katib_0_19_collectors_wait_only_for_the_main_process_with_our_arguments
 # --- Katib 0.9 to 0.17: recorded argument shapes and flag declarations ----------------------------
 
 
-def injector_args(injector, kind, wait_config):
+def injector_args(injector: str, kind: str, wait_config: bool | None) -> list[str]:
     """The collector arguments each version's Pod webhook writes (injector_sources in the facts file)."""
     path = "/var/log/katib/metrics.log" if kind == "file" else "/var/log/katib/tfevent/"
     if injector == "0.9":
@@ -112,7 +116,7 @@ def injector_args(injector, kind, wait_config):
     return args
 
 
-def old_version_cases():
+def old_version_cases() -> Iterator[pytest.ParameterSet]:
     for version in COLLECTOR_FACTS["versions"]:
         for kind in ("file", "tfevent"):
             for wait_config in (None, True, False) if version["wait_all_config"] else (None,):
@@ -121,13 +125,13 @@ def old_version_cases():
                 )
 
 
-def read_by(declaration, args):
+def read_by(declaration: dict[str, Any], args: list[str]) -> Parsed:
     if declaration["language"] == "go":
         return declared_go_collector(declaration, args)
     return declared_python_collector(declaration, args)
 
 
-def old_trial_pod(version, kind, wait_config):
+def old_trial_pod(version: dict[str, Any], kind: str, wait_config: bool | None) -> dict[str, Any]:
     pod = trial_pod(proxy="classic", tfevent=kind == "tfevent")
     container = collector_of(pod)
     container["image"] = version["images"][kind]
@@ -136,7 +140,9 @@ def old_trial_pod(version, kind, wait_config):
 
 
 @pytest.mark.parametrize(("version", "kind", "wait_config"), list(old_version_cases()))
-def test_old_katib_collectors_accept_our_arguments_and_wait_only_for_main(version, kind, wait_config):
+def test_old_katib_collectors_accept_our_arguments_and_wait_only_for_main(
+    version: dict[str, Any], kind: str, wait_config: bool | None
+) -> None:
     declaration = COLLECTOR_FACTS["collectors"][version[kind]]
     pod = old_trial_pod(version, kind, wait_config)
     katibs = collector_of(pod)
@@ -167,7 +173,7 @@ def test_old_katib_collectors_accept_our_arguments_and_wait_only_for_main(versio
         ("go-0.9", WAIT_FLAG, False),
     ],
 )
-def test_each_wait_form_is_read_as_the_facts_say(collector, form, read):
+def test_each_wait_form_is_read_as_the_facts_say(collector: str, form: str, read: bool | str) -> None:
     """Why one -w=false for every collector was wrong: the declarations tell these forms apart."""
     declaration = COLLECTOR_FACTS["collectors"][collector]
     injector = "0.9" if collector.endswith("0.9") else "0.10.0"
@@ -179,7 +185,7 @@ def test_each_wait_form_is_read_as_the_facts_say(collector, form, read):
         assert parsed == (None, read)
 
 
-def test_every_fact_names_its_tag_and_file():
+def test_every_fact_names_its_tag_and_file() -> None:
     for name, collector in COLLECTOR_FACTS["collectors"].items():
         assert collector["sources"], name
         assert all(source.startswith("v0.") and ":" in source for source in collector["sources"]), name

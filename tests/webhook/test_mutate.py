@@ -1,14 +1,16 @@
 import copy
+from collections.abc import Mapping
+from typing import Any
 
 import jsonpatch
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from katib_objects import KATIB_VERSIONS, notebook_pod, trial_job, trial_pod
 
 from service.config import Config
+from tests.webhook.katib_objects import KATIB_VERSIONS, notebook_pod, trial_job, trial_pod
 from webhook import mutate as mutate_module
-from webhook.mutate import mutate_object, run
+from webhook.mutate import Result, mutate_object, run
 from webhook.patch import Mutation
 
 CONFIG = Config()
@@ -40,8 +42,11 @@ realistic = st.one_of(
     ),
 )
 
+# A path into an object and the value to put there (None: remove it).
+Change = tuple[tuple[str | int, ...], Any]
+
 # Places where an API server would accept odd but valid values, and what to put there.
-perturbations = st.lists(
+perturbations: st.SearchStrategy[list[Change]] = st.lists(
     st.tuples(
         st.sampled_from(
             [
@@ -70,16 +75,16 @@ perturbations = st.lists(
 )
 
 
-def perturb(obj, changes):
+def perturb(obj: dict[str, Any], changes: list[Change]) -> dict[str, Any]:
     obj = copy.deepcopy(obj)
     for path, value in changes:
-        target = obj
+        target: Any = obj
         for token in path[:-1]:
             if isinstance(target, dict) and isinstance(token, str):
                 target = (
                     target.setdefault(token, {}) if not isinstance(target.get(token), list) else target[token]
                 )
-            elif isinstance(target, list) and target:
+            elif isinstance(target, list) and target and isinstance(token, int):
                 target = target[token]
             else:
                 break
@@ -92,8 +97,9 @@ def perturb(obj, changes):
     return obj
 
 
-def check(obj, config=CONFIG):
-    kind = obj.get("kind") if isinstance(obj.get("kind"), str) else ""
+def check(obj: dict[str, Any], config: Config = CONFIG) -> Result:
+    sent_kind = obj.get("kind")
+    kind = sent_kind if isinstance(sent_kind, str) else ""
     original = copy.deepcopy(obj)
     result = run(obj, kind, config)
     assert obj == original, "the request object is never modified"
@@ -108,13 +114,15 @@ def check(obj, config=CONFIG):
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(realistic, perturbations)
-def test_realistic_objects_patch_cleanly_and_idempotently(obj, changes):
+def test_realistic_objects_patch_cleanly_and_idempotently(obj: dict[str, Any], changes: list[Change]) -> None:
     check(perturb(obj, changes))
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(realistic, perturbations, st.sampled_from(["token", "both"]))
-def test_token_identity_patches_cleanly_and_idempotently(obj, changes, mode):
+def test_token_identity_patches_cleanly_and_idempotently(
+    obj: dict[str, Any], changes: list[Change], mode: str
+) -> None:
     check(perturb(obj, changes), Config(identity_mode=mode))
 
 
@@ -122,24 +130,24 @@ def test_token_identity_patches_cleanly_and_idempotently(obj, changes, mode):
 @given(
     st.sampled_from(["Pod", "Job"]), st.dictionaries(st.sampled_from(["metadata", "spec", "x"]), json_values)
 )
-def test_arbitrary_objects_never_raise(kind, body):
+def test_arbitrary_objects_never_raise(kind: str, body: dict[str, Any]) -> None:
     check({"kind": kind, **body})
 
 
-def test_pod_mutations_chain_into_one_patch():
+def test_pod_mutations_chain_into_one_patch() -> None:
     pod = trial_pod(kale="0.7")
     pod["metadata"]["labels"]["notebook-name"] = "nb"  # unlikely, but every mutation applies at once
     result = check(pod)
     assert [o.mutation for o in result.outcomes if o.status == "patched"] == ["notebook", "collector", "kale"]
 
 
-def test_other_kinds_pass_unchanged():
+def test_other_kinds_pass_unchanged() -> None:
     result = run({"kind": "Deployment", "metadata": {"labels": {"notebook-name": "x"}}}, "Deployment", CONFIG)
     assert result.ops == []
     assert result.outcomes == []
 
 
-def test_malformed_object_is_warned_about_not_failed():
+def test_malformed_object_is_warned_about_not_failed() -> None:
     job = trial_job()
     job["spec"]["template"]["metadata"] = "oops"
     result = run(job, "Job", CONFIG)
@@ -148,11 +156,11 @@ def test_malformed_object_is_warned_about_not_failed():
     assert "malformed" in result.warnings[0]
 
 
-def test_a_failing_mutation_leaves_the_whole_object_unchanged(monkeypatch):
-    def broken(obj, config):
+def test_a_failing_mutation_leaves_the_whole_object_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(obj: Mapping[str, Any], config: Config) -> Mutation:
         raise RuntimeError("bug")
 
-    def notebook_like(obj, config):
+    def notebook_like(obj: Mapping[str, Any], config: Config) -> Mutation:
         return Mutation(({"op": "add", "path": "/metadata/labels/x", "value": "1"},))
 
     monkeypatch.setitem(mutate_module.MUTATIONS, "Pod", (("first", notebook_like), ("broken", broken)))
@@ -165,11 +173,11 @@ def test_a_failing_mutation_leaves_the_whole_object_unchanged(monkeypatch):
     assert isinstance(result.outcomes[-1].error, RuntimeError)
 
 
-def test_operations_that_do_not_fit_are_blamed_on_their_mutation(monkeypatch):
-    def misfit(obj, config):
+def test_operations_that_do_not_fit_are_blamed_on_their_mutation(monkeypatch: pytest.MonkeyPatch) -> None:
+    def misfit(obj: Mapping[str, Any], config: Config) -> Mutation:
         return Mutation(({"op": "replace", "path": "/metadata/no-such-key", "value": "1"},))
 
-    def later(obj, config):
+    def later(obj: Mapping[str, Any], config: Config) -> Mutation:
         return Mutation(({"op": "add", "path": "/metadata/labels/x", "value": "1"},))
 
     monkeypatch.setitem(mutate_module.MUTATIONS, "Pod", (("misfit", misfit), ("later", later)))
@@ -181,7 +189,7 @@ def test_operations_that_do_not_fit_are_blamed_on_their_mutation(monkeypatch):
 
 
 @pytest.mark.parametrize("obj", [trial_pod(), trial_job(), notebook_pod(), {"kind": "ConfigMap"}, {}])
-def test_mutate_object_returns_object_patch_and_warnings(obj):
+def test_mutate_object_returns_object_patch_and_warnings(obj: dict[str, Any]) -> None:
     mutated, patch, warnings = mutate_object(obj, CONFIG)
     assert jsonpatch.apply_patch(obj, patch) == mutated
     assert isinstance(warnings, list)

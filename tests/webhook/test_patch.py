@@ -1,8 +1,10 @@
+from typing import Any
+
 import jsonpatch
 import jsonpointer
 import pytest
 
-from webhook.patch import PatchConflictError, ShapeError, apply, escape, lookup, merge, pointer
+from webhook.patch import Op, PatchConflictError, ShapeError, Token, apply, escape, lookup, merge, pointer
 
 
 @pytest.mark.parametrize(
@@ -14,18 +16,18 @@ from webhook.patch import PatchConflictError, ShapeError, apply, escape, lookup,
         ("a~/b", "a~0~1b"),
     ],
 )
-def test_escape_follows_rfc6901(raw, escaped):
+def test_escape_follows_rfc6901(raw: str, escaped: str) -> None:
     assert escape(raw) == escaped
     # Decoding (RFC 6901 section 4) gives the raw key back, so nothing is escaped twice.
     assert jsonpointer.JsonPointer("/" + escape(raw)).parts == [raw]
 
 
-def test_pointer_joins_escaped_tokens_and_indexes():
+def test_pointer_joins_escaped_tokens_and_indexes() -> None:
     assert pointer(("spec", "containers", 2, "args")) == "/spec/containers/2/args"
     assert pointer(("metadata", "labels", "a/b")) == "/metadata/labels/a~1b"
 
 
-def test_lookup_is_none_for_missing_or_mistyped_steps():
+def test_lookup_is_none_for_missing_or_mistyped_steps() -> None:
     obj = {"a": {"b": [1, {"c": "x"}]}}
     assert lookup(obj, ("a", "b", 1, "c")) == "x"
     assert lookup(obj, ("a", "b", 5)) is None
@@ -33,7 +35,7 @@ def test_lookup_is_none_for_missing_or_mistyped_steps():
     assert lookup(obj, ("a", "x")) is None
 
 
-def test_merge_creates_a_missing_map_with_one_add():
+def test_merge_creates_a_missing_map_with_one_add() -> None:
     obj = {"metadata": {"name": "p"}}
     ops = merge(obj, ("metadata", "labels"), {"sidecar.istio.io/inject": "true", "k": "v"})
     assert ops == [
@@ -42,8 +44,8 @@ def test_merge_creates_a_missing_map_with_one_add():
     assert jsonpatch.apply_patch(obj, ops)["metadata"]["labels"]["sidecar.istio.io/inject"] == "true"
 
 
-def test_merge_creates_missing_parents_as_one_subtree():
-    obj = {"spec": {"template": {"spec": {}}}}
+def test_merge_creates_missing_parents_as_one_subtree() -> None:
+    obj: dict[str, Any] = {"spec": {"template": {"spec": {}}}}
     ops = merge(obj, ("spec", "template"), {"metadata": {"labels": {"a": "1"}, "annotations": {"b": "2"}}})
     assert len(ops) == 1
     assert jsonpatch.apply_patch(obj, ops)["spec"]["template"]["metadata"] == {
@@ -52,7 +54,7 @@ def test_merge_creates_missing_parents_as_one_subtree():
     }
 
 
-def test_merge_touches_only_differing_leaves():
+def test_merge_touches_only_differing_leaves() -> None:
     obj = {"m": {"same": "1", "other": "2", "keep": "3"}}
     ops = merge(obj, ("m",), {"same": "1", "other": "x", "new": "y"})
     assert ops == [
@@ -61,13 +63,13 @@ def test_merge_touches_only_differing_leaves():
     ]
 
 
-def test_merge_replaces_a_null_map():
+def test_merge_replaces_a_null_map() -> None:
     obj = {"metadata": {"labels": None}}
     ops = merge(obj, ("metadata", "labels"), {"a": "b"})
     assert jsonpatch.apply_patch(obj, ops) == {"metadata": {"labels": {"a": "b"}}}
 
 
-def test_merge_distinguishes_types_of_equal_values():
+def test_merge_distinguishes_types_of_equal_values() -> None:
     # "true" the string is wanted; a boolean true (invalid in a label) must be replaced.
     assert merge({"m": {"k": True}}, ("m",), {"k": "true"}) == [
         {"op": "replace", "path": "/m/k", "value": "true"}
@@ -82,7 +84,7 @@ def test_merge_distinguishes_types_of_equal_values():
         ({"spec": {"containers": []}}, ("spec", "containers", 0)),
     ],
 )
-def test_merge_refuses_objects_of_the_wrong_shape(obj, base):
+def test_merge_refuses_objects_of_the_wrong_shape(obj: Any, base: tuple[Token, ...]) -> None:
     with pytest.raises(ShapeError):
         merge(obj, base, {"a": "b"})
 
@@ -90,7 +92,7 @@ def test_merge_refuses_objects_of_the_wrong_shape(obj, base):
 def test_apply_agrees_with_jsonpatch_and_copies_only_the_paths_it_changes() -> None:
     import copy
 
-    pod = {
+    pod: dict[str, Any] = {
         "metadata": {"labels": {"a": "1"}, "annotations": {"x/y": "1"}},
         "spec": {
             "containers": [{"name": "c", "args": ["-t", "x"]}, {"name": "d"}],
@@ -98,7 +100,7 @@ def test_apply_agrees_with_jsonpatch_and_copies_only_the_paths_it_changes() -> N
         },
     }
     sent = copy.deepcopy(pod)
-    ops = [
+    ops: list[Op] = [
         {"op": "add", "path": "/metadata/labels/sidecar.istio.io~1inject", "value": "true"},
         {"op": "replace", "path": "/metadata/annotations/x~1y", "value": "2"},
         {"op": "add", "path": "/spec/containers/0/command", "value": ["sh", "-c", "s", "c"]},
@@ -125,6 +127,6 @@ def test_apply_agrees_with_jsonpatch_and_copies_only_the_paths_it_changes() -> N
         {"op": "add", "path": "/metadata/name/x", "value": 1},
     ],
 )
-def test_apply_refuses_operations_that_do_not_fit(op) -> None:
+def test_apply_refuses_operations_that_do_not_fit(op: Op) -> None:
     with pytest.raises(PatchConflictError):
         apply({"metadata": {"name": "n"}, "spec": {"containers": []}}, [op])

@@ -3,14 +3,15 @@ PodDefault may already have added."""
 
 import copy
 import dataclasses
+from typing import Any
 
 import jsonpatch
 import pytest
-from katib_objects import notebook_pod, trial_job, trial_pod
 
 from service.config import Config
 from tests.fuzz.checks import schema_errors
-from webhook.mutate import run
+from tests.webhook.katib_objects import notebook_pod, trial_job, trial_pod
+from webhook.mutate import Result, run
 from webhook.mutations.token import mutate_job, mutate_pod
 
 TOKEN = Config(identity_mode="token")
@@ -38,7 +39,7 @@ KUBEFLOW_MOUNT = {
 KUBEFLOW_ENV = {"name": "KF_PIPELINES_SA_TOKEN_PATH", "value": "/var/run/secrets/kubeflow/pipelines/token"}
 
 
-def mutated(obj, kind="Pod", config=TOKEN):
+def mutated(obj: dict[str, Any], kind: str = "Pod", config: Config = TOKEN) -> Result:
     result = run(obj, kind, config)
     assert not result.failed, result.outcomes
     assert jsonpatch.apply_patch(obj, result.ops) == result.obj
@@ -46,7 +47,7 @@ def mutated(obj, kind="Pod", config=TOKEN):
     return result
 
 
-def with_pod_default(pod):
+def with_pod_default(pod: dict[str, Any]) -> dict[str, Any]:
     """The Pod as Kubeflow's admission webhook leaves it after applying access-ml-pipeline."""
     pod = copy.deepcopy(pod)
     pod["spec"].setdefault("volumes", []).append(copy.deepcopy(KUBEFLOW_VOLUME))
@@ -57,7 +58,7 @@ def with_pod_default(pod):
     return pod
 
 
-def test_notebook_gets_exactly_what_kubeflow_documents():
+def test_notebook_gets_exactly_what_kubeflow_documents() -> None:
     result = mutated(notebook_pod())
     spec = result.obj["spec"]
     assert spec["volumes"] == [KUBEFLOW_VOLUME]
@@ -67,7 +68,7 @@ def test_notebook_gets_exactly_what_kubeflow_documents():
     assert schema_errors("Pod", result.obj) == []
 
 
-def test_every_ordinary_container_but_not_the_istio_proxy():
+def test_every_ordinary_container_but_not_the_istio_proxy() -> None:
     pod = trial_pod(kale="0.7")
     result = mutated(pod)
     containers = {c["name"]: c for c in result.obj["spec"]["containers"]}
@@ -86,32 +87,32 @@ def test_every_ordinary_container_but_not_the_istio_proxy():
     assert schema_errors("Pod", result.obj) == []
 
 
-def test_header_mode_changes_nothing_new():
+def test_header_mode_changes_nothing_new() -> None:
     for pod in (notebook_pod(), trial_pod(kale="0.7")):
         assert mutate_pod(pod, Config()).ops == ()
         assert "token" not in {o.mutation for o in run(pod, "Pod", Config()).outcomes}
     assert mutate_job(trial_job(), Config()).ops == ()
 
 
-def test_both_mode_mounts_too():
+def test_both_mode_mounts_too() -> None:
     result = mutated(notebook_pod(), config=Config(identity_mode="both"))
     assert result.obj["spec"]["volumes"] == [KUBEFLOW_VOLUME]
 
 
-def test_a_pod_default_mount_is_kept_and_not_duplicated():
+def test_a_pod_default_mount_is_kept_and_not_duplicated() -> None:
     pod = with_pod_default(notebook_pod())
     assert mutate_pod(pod, TOKEN).ops == ()
     assert mutate_pod(pod, TOKEN).warnings == ()
 
 
-def test_an_equivalent_volume_under_another_name_at_the_same_path_is_enough():
+def test_an_equivalent_volume_under_another_name_at_the_same_path_is_enough() -> None:
     pod = with_pod_default(notebook_pod())
     pod["spec"]["volumes"][0]["name"] = "my-token"
     pod["spec"]["containers"][0]["volumeMounts"][0]["name"] = "my-token"
     assert mutate_pod(pod, TOKEN) == mutate_pod(with_pod_default(notebook_pod()), TOKEN)
 
 
-def test_a_container_added_after_the_pod_default_still_gets_the_token():
+def test_a_container_added_after_the_pod_default_still_gets_the_token() -> None:
     pod = with_pod_default(notebook_pod())
     pod["spec"]["containers"].append({"name": "helper", "image": "busybox"})
     result = mutated(pod)
@@ -119,7 +120,7 @@ def test_a_container_added_after_the_pod_default_still_gets_the_token():
     assert result.obj["spec"]["containers"][1]["volumeMounts"] == [KUBEFLOW_MOUNT]
 
 
-def test_our_volume_name_with_another_audience_is_left_alone_with_a_warning():
+def test_our_volume_name_with_another_audience_is_left_alone_with_a_warning() -> None:
     pod = with_pod_default(notebook_pod())
     pod["spec"]["volumes"][0]["projected"]["sources"][0]["serviceAccountToken"]["audience"] = "vault"
     result = mutate_pod(pod, TOKEN)
@@ -127,7 +128,7 @@ def test_our_volume_name_with_another_audience_is_left_alone_with_a_warning():
     assert "no token mounted" in result.warnings[0]
 
 
-def test_the_mount_path_taken_by_another_volume_is_left_alone_with_a_warning():
+def test_the_mount_path_taken_by_another_volume_is_left_alone_with_a_warning() -> None:
     pod = notebook_pod()
     pod["spec"]["volumes"] = [{"name": "data", "emptyDir": {}}]
     pod["spec"]["containers"][0]["volumeMounts"] = [
@@ -142,7 +143,7 @@ def test_the_mount_path_taken_by_another_volume_is_left_alone_with_a_warning():
     assert schema_errors("Pod", result.obj) == []
 
 
-def test_a_user_chosen_token_path_is_kept():
+def test_a_user_chosen_token_path_is_kept() -> None:
     pod = notebook_pod()
     pod["spec"]["containers"][0]["env"] = [{"name": "KF_PIPELINES_SA_TOKEN_PATH", "value": "/elsewhere"}]
     result = mutated(pod)
@@ -151,7 +152,7 @@ def test_a_user_chosen_token_path_is_kept():
     assert any("keeps its own KF_PIPELINES_SA_TOKEN_PATH" in w for w in result.warnings)
 
 
-def test_settings_shape_the_volume():
+def test_settings_shape_the_volume() -> None:
     config = dataclasses.replace(
         TOKEN,
         token_audience="example.org/pipelines",
@@ -183,7 +184,7 @@ def test_settings_shape_the_volume():
 
 
 @pytest.mark.parametrize("api_version", ["kubeflow.org/v1beta1", "kubeflow.org/v1alpha3"])
-def test_trial_job_template_gets_the_token_and_keeps_default_editor(api_version):
+def test_trial_job_template_gets_the_token_and_keeps_default_editor(api_version: str) -> None:
     result = mutated(trial_job(api_version), kind="Job")
     template = result.obj["spec"]["template"]["spec"]
     assert template["serviceAccountName"] == "default-editor"
@@ -195,7 +196,7 @@ def test_trial_job_template_gets_the_token_and_keeps_default_editor(api_version)
     assert mutate_pod(pod, TOKEN).ops == ()
 
 
-def test_other_pods_and_jobs_are_not_touched():
+def test_other_pods_and_jobs_are_not_touched() -> None:
     assert mutate_pod({"kind": "Pod", "spec": {"containers": [{"name": "x"}]}}, TOKEN).ops == ()
     job = trial_job()
     job["metadata"]["ownerReferences"] = []

@@ -4,6 +4,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -16,7 +17,8 @@ pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl (kubectl-cli-bi
 
 
 @pytest.fixture(scope="module")
-def objects():
+def objects() -> dict[tuple[str, str], dict[str, Any]]:
+    assert KUBECTL is not None  # the module is skipped without it
     rendered = subprocess.run(
         [KUBECTL, "kustomize", str(MANIFESTS)], capture_output=True, text=True, check=True
     )
@@ -24,18 +26,18 @@ def objects():
 
 
 @pytest.fixture(scope="module")
-def configuration(objects):
+def configuration(objects: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
     [webhooks] = [o for (kind, _), o in objects.items() if kind == "MutatingWebhookConfiguration"]
     return webhooks
 
 
-def test_configuration_sorts_after_istio_and_katib(configuration):
+def test_configuration_sorts_after_istio_and_katib(configuration: dict[str, Any]) -> None:
     name = configuration["metadata"]["name"]
     for earlier in ("istio-sidecar-injector", "katib.kubeflow.org", "katib-mutating-webhook-config"):
         assert earlier < name
 
 
-def test_every_webhook_is_safe_to_call_again_and_quick(configuration):
+def test_every_webhook_is_safe_to_call_again_and_quick(configuration: dict[str, Any]) -> None:
     names = [w["name"] for w in configuration["webhooks"]]
     assert len(names) == len(set(names)) == 3
     for webhook in configuration["webhooks"]:
@@ -53,12 +55,13 @@ def test_every_webhook_is_safe_to_call_again_and_quick(configuration):
         assert {"kube-system", configuration_namespace(webhook)} <= set(excluded["values"])
 
 
-def configuration_namespace(webhook):
-    return webhook["clientConfig"]["service"]["namespace"]
+def configuration_namespace(webhook: dict[str, Any]) -> str:
+    namespace: str = webhook["clientConfig"]["service"]["namespace"]
+    return namespace
 
 
-def test_webhooks_are_narrowed_to_their_objects(configuration):
-    by_resource = {}
+def test_webhooks_are_narrowed_to_their_objects(configuration: dict[str, Any]) -> None:
+    by_resource: dict[str, list[dict[str, Any]]] = {}
     for webhook in configuration["webhooks"]:
         by_resource.setdefault(webhook["rules"][0]["resources"][0], []).append(webhook)
     [jobs] = by_resource["jobs"]
@@ -71,7 +74,9 @@ def test_webhooks_are_narrowed_to_their_objects(configuration):
         assert needle in expression
 
 
-def test_webhook_reaches_the_service_over_tls_with_an_injected_ca(objects, configuration):
+def test_webhook_reaches_the_service_over_tls_with_an_injected_ca(
+    objects: dict[tuple[str, str], dict[str, Any]], configuration: dict[str, Any]
+) -> None:
     for webhook in configuration["webhooks"]:
         service = webhook["clientConfig"]["service"]
         target = objects[("Service", service["name"])]
@@ -86,7 +91,9 @@ def test_webhook_reaches_the_service_over_tls_with_an_injected_ca(objects, confi
     assert "ca" in issuer["spec"]  # a CA, so the caBundle outlives serving-certificate rotations
 
 
-def test_deployment_serves_https_from_the_certificate_secret(objects):
+def test_deployment_serves_https_from_the_certificate_secret(
+    objects: dict[tuple[str, str], dict[str, Any]],
+) -> None:
     deployment = objects[("Deployment", "kubeflow-extension-webhook")]
     spec = deployment["spec"]
     assert spec["replicas"] >= 2
@@ -113,7 +120,7 @@ def test_deployment_serves_https_from_the_certificate_secret(objects):
     assert container["image"] == "ghcr.io/kubeflow-extension/kubeflow-extension:0.1.0"
 
 
-def test_disruption_budget_covers_the_deployment(objects):
+def test_disruption_budget_covers_the_deployment(objects: dict[tuple[str, str], dict[str, Any]]) -> None:
     deployment = objects[("Deployment", "kubeflow-extension-webhook")]
     budget = objects[("PodDisruptionBudget", "kubeflow-extension-webhook")]
     assert budget["spec"]["selector"] == deployment["spec"]["selector"]
