@@ -95,7 +95,7 @@ def _merge_into(current: Any, path: str, wanted: Mapping[str, Any]) -> list[Op]:
         existing = current.get(key)
         if isinstance(value, Mapping):
             if existing is None:
-                ops.append({"op": "add", "path": here, "value": dict(value)})
+                ops.append(_add_tree(here, (), value))
             else:
                 ops.extend(_merge_into(existing, here, value))
         elif key not in current:

@@ -152,7 +152,8 @@ _PYTHON_POST = (
     "    from urllib2 import Request, urlopen\n"
     f'urlopen(Request("{QUIT_URL}", data=b""), timeout=5)\n'
 )
-"""A POST in Python 3 or 2 (Katib 0.10.0's TFEvent image runs Python 2.7); a non-empty body makes POST."""
+"""A POST in Python 3 or 2 (Katib 0.10.0's TFEvent image runs Python 2.7): a body, even an empty one, makes
+urllib send POST."""
 
 
 def stop_script(entrypoint: Sequence[str], sidecar_stop: str) -> str:

@@ -46,7 +46,7 @@ def provides_token(volume: Any, config: Config) -> bool:
     sources = lookup(volume, ("projected", "sources"))
     return isinstance(sources, list) and any(
         isinstance(source, dict)
-        and isinstance(source.get("serviceAccountToken"), Mapping)
+        and isinstance(source.get("serviceAccountToken"), dict)
         and source["serviceAccountToken"].get("audience") == config.token_audience
         and source["serviceAccountToken"].get("path") == config.token_file
         for source in sources

@@ -33,7 +33,7 @@ def is_trial_job(job: Mapping[str, Any]) -> bool:
 def mutate(job: Mapping[str, Any], config: Config) -> Mutation:
     if not is_trial_job(job):
         return UNCHANGED
-    if not isinstance(lookup(job, ("spec", "template")), Mapping):
+    if not isinstance(lookup(job, ("spec", "template")), dict):
         return Mutation(warnings=("trial Job has no spec.template; not mutated",))
     accounts = {"serviceAccountName": config.service_account}
     if lookup(job, ("spec", "template", "spec", "serviceAccount")) is not None:
