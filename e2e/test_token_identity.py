@@ -5,6 +5,7 @@ in token, both and header-on-ambient modes through real Metacontroller."""
 from __future__ import annotations
 
 import base64
+import copy
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -67,15 +68,14 @@ def token_source(pod_spec: dict[str, Any]) -> dict[str, Any]:
 
 def assert_mounted(pod_spec: dict[str, Any], containers: set[str]) -> None:
     # The values Kubeflow documents for its access-ml-pipeline PodDefault.
-    assert token_source(pod_spec) == {"audience": AUDIENCE, "expirationSeconds": 7200, "path": "token"}
+    (kubeflow_source,) = katib_objects.KUBEFLOW_VOLUME["projected"]["sources"]
+    assert token_source(pod_spec) == kubeflow_source["serviceAccountToken"]
     for container in pod_spec["containers"]:
         if container["name"] not in containers:
             continue
         mounts = [m for m in container["volumeMounts"] if m["mountPath"] == TOKEN_DIRECTORY]
-        assert mounts == [
-            {"name": "volume-kf-pipeline-token", "mountPath": TOKEN_DIRECTORY, "readOnly": True}
-        ]
-        assert {"name": "KF_PIPELINES_SA_TOKEN_PATH", "value": f"{TOKEN_DIRECTORY}/token"} in container["env"]
+        assert mounts == [katib_objects.KUBEFLOW_MOUNT]
+        assert katib_objects.KUBEFLOW_ENV in container["env"]
 
 
 @pytest.mark.usefixtures("token_admission")
@@ -92,28 +92,9 @@ def test_notebook_and_trial_pods_are_stored_with_the_projected_token(kubectl: Ku
 def test_a_pod_default_mount_is_stored_once(kubectl: Kubectl) -> None:
     pod = katib_objects.notebook_pod()
     pod["metadata"]["name"] = "pod-default-notebook-0"
-    pod["spec"]["volumes"] = [
-        {
-            "name": "volume-kf-pipeline-token",
-            "projected": {
-                "sources": [
-                    {
-                        "serviceAccountToken": {
-                            "path": "token",
-                            "expirationSeconds": 7200,
-                            "audience": AUDIENCE,
-                        }
-                    }
-                ]
-            },
-        }
-    ]
-    pod["spec"]["containers"][0]["volumeMounts"] = [
-        {"name": "volume-kf-pipeline-token", "mountPath": TOKEN_DIRECTORY, "readOnly": True}
-    ]
-    pod["spec"]["containers"][0]["env"] = [
-        {"name": "KF_PIPELINES_SA_TOKEN_PATH", "value": f"{TOKEN_DIRECTORY}/token"}
-    ]
+    pod["spec"]["volumes"] = [copy.deepcopy(katib_objects.KUBEFLOW_VOLUME)]
+    pod["spec"]["containers"][0]["volumeMounts"] = [dict(katib_objects.KUBEFLOW_MOUNT)]
+    pod["spec"]["containers"][0]["env"] = [dict(katib_objects.KUBEFLOW_ENV)]
     stored = create(kubectl, pod)
     assert [v["name"] for v in stored["spec"]["volumes"]].count("volume-kf-pipeline-token") == 1
     assert_mounted(stored["spec"], {"my-notebook"})

@@ -1,9 +1,35 @@
-"""Realistic Katib, Kale and Istio object shapes, built from what each version is documented to send."""
+"""Realistic Katib, Kale, Istio and Kubeflow object shapes, built from what each version is documented
+to send."""
 
 from __future__ import annotations
 
 import copy
 from typing import Any
+
+# What Kubeflow documents for its access-ml-pipeline PodDefault: the token volume, its mount, the variable.
+KUBEFLOW_VOLUME: dict[str, Any] = {
+    "name": "volume-kf-pipeline-token",
+    "projected": {
+        "sources": [
+            {
+                "serviceAccountToken": {
+                    "path": "token",
+                    "expirationSeconds": 7200,
+                    "audience": "pipelines.kubeflow.org",
+                }
+            }
+        ]
+    },
+}
+KUBEFLOW_MOUNT: dict[str, Any] = {
+    "name": "volume-kf-pipeline-token",
+    "mountPath": "/var/run/secrets/kubeflow/pipelines",
+    "readOnly": True,
+}
+KUBEFLOW_ENV: dict[str, str] = {
+    "name": "KF_PIPELINES_SA_TOKEN_PATH",
+    "value": "/var/run/secrets/kubeflow/pipelines/token",
+}
 
 KATIB_VERSIONS = ("v0.9", "v0.10", "v0.11", "v0.14", "v0.17", "v0.19")
 

@@ -10,33 +10,18 @@ import pytest
 
 from service.config import Config
 from tests.fuzz.checks import schema_errors
-from tests.webhook.katib_objects import notebook_pod, trial_job, trial_pod
+from tests.webhook.katib_objects import (
+    KUBEFLOW_ENV,
+    KUBEFLOW_MOUNT,
+    KUBEFLOW_VOLUME,
+    notebook_pod,
+    trial_job,
+    trial_pod,
+)
 from webhook.mutate import Result, run
 from webhook.mutations.token import mutate_job, mutate_pod
 
 TOKEN = Config(identity_mode="token")
-
-# What Kubeflow documents for its access-ml-pipeline PodDefault, written out here as the expected result.
-KUBEFLOW_VOLUME = {
-    "name": "volume-kf-pipeline-token",
-    "projected": {
-        "sources": [
-            {
-                "serviceAccountToken": {
-                    "path": "token",
-                    "expirationSeconds": 7200,
-                    "audience": "pipelines.kubeflow.org",
-                }
-            }
-        ]
-    },
-}
-KUBEFLOW_MOUNT = {
-    "name": "volume-kf-pipeline-token",
-    "mountPath": "/var/run/secrets/kubeflow/pipelines",
-    "readOnly": True,
-}
-KUBEFLOW_ENV = {"name": "KF_PIPELINES_SA_TOKEN_PATH", "value": "/var/run/secrets/kubeflow/pipelines/token"}
 
 
 def mutated(obj: dict[str, Any], kind: str = "Pod", config: Config = TOKEN) -> Result:
