@@ -13,6 +13,7 @@ ceiling. Both ratios come from the same rounds, so a busy machine shifts them al
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import subprocess
 import tempfile
@@ -23,7 +24,7 @@ from bench import stats
 from bench.bodies import all_bodies
 from bench.common import progress
 from bench.procs import REPO_ROOT, Server, make_tls
-from bench.webhook_direct import closed_loop
+from bench.webhook_direct import alternating_closed_loops
 
 
 def export(revision: str, into: Path) -> str:
@@ -48,25 +49,17 @@ def run(revision: str, rounds: int, seconds: float, work_dir: Path) -> dict[str,
         Server("ceiling", "bench.ceiling:app", work_dir, tls),
     ]
     rows = []
-    for server in servers:
-        server.start()
-    try:
+    with contextlib.ExitStack() as stack:
+        for server in servers:
+            stack.enter_context(server)
         for body in all_bodies():
             body_file = work_dir / f"{body.name}.json"
             body_file.write_bytes(body.payload)
-            cpu: dict[str, list[float]] = {s.name: [] for s in servers}
-            throughput: dict[str, list[float]] = {s.name: [] for s in servers}
-            for round_index in range(rounds):
-                for server in servers if round_index % 2 == 0 else servers[::-1]:
-                    result = closed_loop(server, str(body_file), seconds)
-                    cpu[server.name].append(result["cpu_ms_per_review"])
-                    throughput[server.name].append(result["throughput"])
-            row = {"body": body.name, "kib": body.kib, "cpu": cpu, "throughput": throughput}
+            closed = alternating_closed_loops(servers, str(body_file), rounds, seconds)
+            cpu = {name: [r["cpu_ms_per_review"] for r in results] for name, results in closed.items()}
+            throughput = {name: [r["throughput"] for r in results] for name, results in closed.items()}
+            rows.append({"body": body.name, "kib": body.kib, "cpu": cpu, "throughput": throughput})
             progress(f"  {body.name:15} " + "  ".join(f"{n} {min(c):.3f} ms" for n, c in cpu.items()))
-            rows.append(row)
-    finally:
-        for server in servers:
-            server.stop()
     return {"revision": revision, "commit": commit, "rounds": rounds, "seconds": seconds, "rows": rows}
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,21 +81,28 @@ def open_loop(server: Server, body_file: str, duration: float, histogram: bool) 
     return result
 
 
+def alternating_closed_loops(
+    servers: Sequence[Server], body_file: str, rounds: int, seconds: float
+) -> dict[str, list[dict[str, Any]]]:
+    """``rounds`` closed loops of ``seconds`` on each server, by server name: the servers take turns, the
+    order reversed every other round, so that whatever else runs on the machine disturbs them alike."""
+    results: dict[str, list[dict[str, Any]]] = {server.name: [] for server in servers}
+    for round_index in range(rounds):
+        for server in servers if round_index % 2 == 0 else servers[::-1]:
+            results[server.name].append(closed_loop(server, body_file, seconds))
+    return results
+
+
 def bench_body(
     webhook: Server, ceiling: Server, body: Body, body_file: str, durations: Durations
 ) -> dict[str, Any]:
     check_answers(webhook, ceiling, body)
-    best: dict[str, dict[str, Any]] = {}
-    cpu: dict[str, list[float]] = {"webhook": [], "ceiling": []}
     # The closed-loop time in twice as many alternations: the least CPU per review over more rounds is
     # less disturbed by whatever else runs on the machine.
-    for round_index in range(2 * durations.rounds):
-        order = (webhook, ceiling) if round_index % 2 == 0 else (ceiling, webhook)
-        for server in order:
-            result = closed_loop(server, body_file, durations.closed / 2)
-            cpu[server.name].append(result["cpu_ms_per_review"])
-            if server.name not in best or result["throughput"] > best[server.name]["throughput"]:
-                best[server.name] = result
+    closed = alternating_closed_loops(
+        [webhook, ceiling], body_file, 2 * durations.rounds, durations.closed / 2
+    )
+    best = {name: max(results, key=lambda result: result["throughput"]) for name, results in closed.items()}
     latency = {
         server.name: open_loop(server, body_file, durations.open, server is webhook)
         for server in (webhook, ceiling)
@@ -104,7 +112,7 @@ def bench_body(
         row[name] = {
             "throughput": best[name]["throughput"],
             "client_cpu_share": best[name]["client_cpu_share"],
-            "cpu_ms_per_review": min(cpu[name]),
+            "cpu_ms_per_review": min(result["cpu_ms_per_review"] for result in closed[name]),
             "latency_ms": latency[name]["latency_ms"],
             "errors": best[name]["errors"] + latency[name]["errors"] + sum(latency[name]["non_200"].values()),
             "rss_mb": memory_mb((webhook if name == "webhook" else ceiling).pid),
