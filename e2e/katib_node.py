@@ -22,6 +22,7 @@ from e2e.controlplane import LOOPBACK, REPO_ROOT, ControlPlane, Kubectl, LocalSe
 from e2e.katib_db import KatibDatabase
 from e2e.node import IMAGE_REGISTRY, Node, busybox_applets
 from e2e.processes import ManagedProcess, eventually, free_port, wait_until
+from webhook.mutations.collector import PROXY_CONTAINER
 
 KATIB_VERSION = versions.parse_env_file(versions.VERSIONS_FILE.read_text())["KATIB_VERSION"]
 COLLECTOR_IMAGE = f"{IMAGE_REGISTRY}/katib/file-metrics-collector:v{KATIB_VERSION}"
@@ -223,3 +224,37 @@ def reported(logs: list[dict[str, Any]]) -> dict[str, list[str]]:
     for entry in logs:
         by_metric.setdefault(entry["metric"]["name"], []).append(entry["metric"]["value"])
     return by_metric
+
+
+def proxy_container() -> dict[str, Any]:
+    """The classic ``istio-proxy`` sidecar, as Istio's injector would add it: the pilot-agent stand-in."""
+    return {"name": PROXY_CONTAINER, "image": PROXY_IMAGE, "args": ["proxy", "sidecar"]}
+
+
+def trial_owner(name: str, uid: str) -> list[dict[str, Any]]:
+    """The ownerReferences Katib's trial controller puts on a trial's Job (our webhook keys on them)."""
+    return [
+        {"apiVersion": "kubeflow.org/v1beta1", "kind": "Trial", "name": name, "uid": uid,
+         "controller": True, "blockOwnerDeletion": True}
+    ]  # fmt: skip
+
+
+def main_ended(kubectl: Kubectl, name: str, namespace: str, container: str) -> dict[str, Any]:
+    """The trial's Pod once its ``container`` has terminated."""
+
+    def ended() -> dict[str, Any] | None:
+        pod = trial_pod(kubectl, name, namespace)
+        return pod if "terminated" in container_states(pod or {}).get(container, {}) else None
+
+    return eventually(ended, timeout=TRIAL_TIMEOUT, what=f"the trial's {container} ended")
+
+
+def container_log(kubectl: Kubectl, pod: dict[str, Any], container: str) -> str:
+    meta = pod["metadata"]
+    return kubectl.run("logs", "-n", meta["namespace"], meta["name"], "-c", container).stdout
+
+
+def proxy_stop_line(kubectl: Kubectl, pod: dict[str, Any]) -> tuple[str, str]:
+    """The pilot-agent stand-in's line saying what stopped it, and its whole log (for failure messages)."""
+    log = container_log(kubectl, pod, PROXY_CONTAINER)
+    return next(line for line in log.splitlines() if line.startswith("stopped by ")), log

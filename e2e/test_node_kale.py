@@ -32,14 +32,18 @@ from e2e.kale_peers import kale_experiment, kale_python, trial_job
 from e2e.katib_node import (
     HANG_WINDOW,
     PROFILE,
-    PROXY_IMAGE,
     TRIAL_TIMEOUT,
     UNPATCHED,
     Katib,
+    container_log,
     container_states,
     job_condition,
     katib_config,
+    main_ended,
+    proxy_container,
+    proxy_stop_line,
     reported,
+    trial_owner,
     trial_pod,
 )
 from e2e.ml_pipeline_standin import METRIC, PIPELINE_ID, VERSION_ID, MlPipelineStandIn, ml_pipeline_standin
@@ -133,25 +137,19 @@ def kale_job(
             {"name": "pod-namespace", "mountPath": SERVICE_ACCOUNT_DIR, "readOnly": True},
         ],
     )
-    proxy = {"name": collector.PROXY_CONTAINER, "image": PROXY_IMAGE, "args": ["proxy", "sidecar"]}
     namespace_file = {"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}
     volumes += [
         {"name": "standin-kubeconfig", "hostPath": {"path": str(kubeconfig), "type": "File"}},
         {"name": "pod-namespace", "downwardAPI": {"items": [namespace_file]}},
     ]
     others = {key: value for key, value in template["spec"].items() if key != "containers"}
-    template["spec"] = pod_spec([main, proxy], **others, automountServiceAccountToken=False, volumes=volumes)
+    template["spec"] = pod_spec(
+        [main, proxy_container()], **others, automountServiceAccountToken=False, volumes=volumes
+    )
     template["metadata"]["labels"].update(
         {"katib.kubeflow.org/experiment": EXPERIMENT, "katib.kubeflow.org/trial": name}
     )
-    job["metadata"] = {
-        "name": name,
-        "namespace": namespace,
-        "ownerReferences": [
-            {"apiVersion": "kubeflow.org/v1beta1", "kind": "Trial", "name": name, "uid": trial_uid,
-             "controller": True, "blockOwnerDeletion": True}
-        ],
-    }  # fmt: skip
+    job["metadata"] = {"name": name, "namespace": namespace, "ownerReferences": trial_owner(name, trial_uid)}
     return job
 
 
@@ -199,11 +197,6 @@ def main_output(node: Node, pod: dict[str, Any]) -> str:
     return (volume / "metrics-volume" / "metrics.log").read_text()
 
 
-def container_log(kubectl: Kubectl, pod: dict[str, Any], container: str) -> str:
-    meta = pod["metadata"]
-    return kubectl.run("logs", "-n", meta["namespace"], meta["name"], "-c", container).stdout
-
-
 def test_kale_trial_retries_through_dropped_connections_and_reports(
     katib: Katib, kubectl: Kubectl, kale_runtime: PythonRuntime, tmp_path: Path
 ) -> None:
@@ -244,8 +237,7 @@ def test_kale_trial_retries_through_dropped_connections_and_reports(
     print("observation logs read back through Katib's db-manager:", json.dumps(logs, indent=1))
     assert reported(logs) == {METRIC[0]: [str(METRIC[1])]}
     # The proxy was told to stop once Kale and the collector were gone.
-    proxy_log = container_log(kubectl, pod, collector.PROXY_CONTAINER)
-    stop_line = next(line for line in proxy_log.splitlines() if line.startswith("stopped by "))
+    stop_line, proxy_log = proxy_stop_line(kubectl, pod)
     print("istio-proxy stand-in:", stop_line)
     assert stop_line.startswith("stopped by POST /quitquitquit"), proxy_log
     others = stop_line.split("other processes:", 1)[1]
@@ -256,13 +248,7 @@ def test_kale_trial_without_our_webhook_fails_at_the_first_drop_and_its_pod_neve
     katib: Katib, kubectl: Kubectl, node: Node, unpatched_trial: RunningTrial
 ) -> None:
     name, namespace = unpatched_trial.name, unpatched_trial.namespace
-
-    def main_done() -> dict[str, Any] | None:
-        pod = trial_pod(kubectl, name, namespace)
-        main = container_states(pod or {}).get("main", {})
-        return pod if "terminated" in main else None
-
-    pod = eventually(main_done, timeout=TRIAL_TIMEOUT, what="the Kale trial's main container ended")
+    pod = main_ended(kubectl, name, namespace, "main")
     main = container_states(pod)["main"]["terminated"]
     ended = datetime.fromisoformat(main["finishedAt"])
     time.sleep(max(0.0, HANG_WINDOW - (datetime.now(UTC) - ended).total_seconds()))

@@ -24,7 +24,6 @@ from e2e.katib_node import (
     COLLECTOR_IMAGE,
     HANG_WINDOW,
     PROFILE,
-    PROXY_IMAGE,
     TRIAL_TIMEOUT,
     UNPATCHED,
     Katib,
@@ -32,7 +31,11 @@ from e2e.katib_node import (
     import_collector,
     job_condition,
     katib_config,
+    main_ended,
+    proxy_container,
+    proxy_stop_line,
     reported,
+    trial_owner,
     trial_pod,
 )
 from e2e.node import BUSYBOX_IMAGE, Node, busybox_applets, pod_spec
@@ -119,20 +122,12 @@ def trial_objects(name: str, namespace: str) -> list[dict[str, Any]]:
 def trial_job(name: str, namespace: str, trial_uid: str) -> dict[str, Any]:
     """The trial's Job as Katib's trial controller creates it, with the proxy Istio would have injected."""
     main = {"name": "training-container", "image": BUSYBOX_IMAGE, "command": ["sh", "-c", main_program()]}
-    proxy = {"name": collector.PROXY_CONTAINER, "image": PROXY_IMAGE, "args": ["proxy", "sidecar"]}
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "ownerReferences": [
-                {"apiVersion": "kubeflow.org/v1beta1", "kind": "Trial", "name": name, "uid": trial_uid,
-                 "controller": True, "blockOwnerDeletion": True}
-            ],
-        },
-        "spec": {"backoffLimit": 0, "template": {"spec": pod_spec([main, proxy])}},
-    }  # fmt: skip
+        "metadata": {"name": name, "namespace": namespace, "ownerReferences": trial_owner(name, trial_uid)},
+        "spec": {"backoffLimit": 0, "template": {"spec": pod_spec([main, proxy_container()])}},
+    }
 
 
 def start_trial(kubectl: Kubectl, name: str, namespace: str) -> None:
@@ -183,8 +178,7 @@ def test_trial_finishes_and_reports_with_our_webhook(
     print("observation logs read back through Katib's db-manager:", json.dumps(logs, indent=1))
     assert reported(logs) == EPOCHS
     # The proxy was told to stop by the wrapper, once the collector process was gone.
-    proxy_log = kubectl.run("logs", "-n", PROFILE, pod["metadata"]["name"], "-c", "istio-proxy").stdout
-    stop_line = next(line for line in proxy_log.splitlines() if line.startswith("stopped by "))
+    stop_line, proxy_log = proxy_stop_line(kubectl, pod)
     print(f"istio-proxy stand-in ({variant} BusyBox):", stop_line)
     # By BusyBox's wget on either BusyBox (the image has no Python): the wrapper needs no -T and no pkill.
     assert stop_line.startswith('stopped by POST /quitquitquit (User-Agent "Wget")'), proxy_log
@@ -195,13 +189,7 @@ def test_trial_without_our_webhook_never_finishes(katib: Katib, kubectl: Kubectl
     name = "trial-hangs"
     kubectl.apply([katib_config()])
     start_trial(kubectl, name, UNPATCHED)
-
-    def main_done() -> dict[str, Any] | None:
-        pod = trial_pod(kubectl, name, UNPATCHED)
-        main = container_states(pod or {}).get("training-container", {})
-        return pod if "terminated" in main else None
-
-    pod = eventually(main_done, timeout=TRIAL_TIMEOUT, what="the trial's main container ended")
+    pod = main_ended(kubectl, name, UNPATCHED, "training-container")
     assert container_states(pod)["training-container"]["terminated"]["exitCode"] == 0
     time.sleep(HANG_WINDOW)
     later = trial_pod(kubectl, name, UNPATCHED)
