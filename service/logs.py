@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import Any
+from collections.abc import Mapping
+from itertools import filterfalse
+from typing import Any, ClassVar
 
 import orjson
 
@@ -38,12 +40,56 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        standard = self._standard
         fields = vars(record)
-        entry.update({k: fields[k] for k in fields if k not in standard})
+        for key in filterfalse(self._standard.__contains__, fields):
+            entry[key] = fields[key]
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(entry, default=str).decode()
+
+
+_STARTED = time.time()
+
+
+class EventRecord(logging.LogRecord):
+    """A record of an INFO event with its fields, made at a fraction of LogRecord's cost.
+
+    For a line written on every request (the webhook's audit line): what LogRecord works out per record
+    (the caller's file and line, thread, process, level name) is the same for every such event, so it is
+    copied from one fixed map, and only the time, name, message and fields are set per record. Neither
+    format shows the fixed attributes; the thread and process ones are None as ``configure`` makes every
+    record's. Every attribute is in the record's own ``__dict__``, where %-style formats look.
+    """
+
+    _FIXED: ClassVar[dict[str, Any]] = dict.fromkeys(vars(logging.makeLogRecord({}))) | {
+        "levelno": logging.INFO,
+        "levelname": logging.getLevelName(logging.INFO),
+        "args": (),
+        "pathname": "(unknown file)",
+        "filename": "(unknown file)",
+        "module": "(unknown file)",
+        "lineno": 0,
+        "funcName": "(unknown function)",
+    }
+
+    def __init__(self, name: str, msg: str, fields: Mapping[str, Any]) -> None:
+        # LogRecord's own __init__ is skipped on purpose: it would work out every fixed attribute again.
+        created = time.time()
+        attributes = self.__dict__
+        attributes.update(self._FIXED)
+        attributes.update(fields)
+        self.name = name
+        self.msg = msg
+        self.created = created
+        self.msecs = int((created - int(created)) * 1000) + 0.0
+        self.relativeCreated = (created - _STARTED) * 1000
+
+
+def info_event(logger: logging.Logger, message: str, fields: Mapping[str, Any]) -> None:
+    """``logger.info(message, extra=fields)`` for a line written per request, at about half the cost
+    (measured with callgrind): an EventRecord handed straight to the logger's handlers."""
+    if logger.isEnabledFor(logging.INFO):
+        logger.handle(EventRecord(logger.name, message, fields))
 
 
 def configure(log_format: str = "json", level: str = "INFO") -> None:

@@ -1,8 +1,10 @@
+import io
 import json
 import logging
 import time
+from collections.abc import Callable
 
-from service.logs import JsonFormatter
+from service.logs import JsonFormatter, info_event
 
 
 def record(created: float, **extra: object) -> logging.LogRecord:
@@ -29,3 +31,49 @@ def test_extra_fields_follow_the_standard_ones_and_values_of_any_type_are_writte
     assert line["kind"] == "Pod"
     assert "object" in line["when"]
     assert "\n" not in text
+
+
+def _lines(handler_format: logging.Formatter, emit: Callable[[logging.Logger], None]) -> list[str]:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(handler_format)
+    logger = logging.getLogger("tests.events")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        emit(logger)
+    finally:
+        logger.removeHandler(handler)
+    return stream.getvalue().splitlines()
+
+
+def _both(logger: logging.Logger, fields: dict[str, object]) -> None:
+    info_event(logger, "admitted", fields)
+    logger.info("admitted", extra=fields)
+
+
+def test_an_info_event_writes_the_line_logger_info_would_write() -> None:
+    fields = {"kind": "Pod", "operations": 3, "warnings": ["w"], "dry_run": False}
+    [event, info] = _lines(
+        JsonFormatter(),
+        lambda logger: _both(logger, fields),
+    )
+    event_entry, info_entry = json.loads(event), json.loads(info)
+    assert list(event_entry) == list(info_entry)
+    assert {k: v for k, v in event_entry.items() if k != "time"} == {
+        "level": "info", "logger": "tests.events", "message": "admitted", **fields,
+    }  # fmt: skip
+    assert abs(time.mktime(time.strptime(event_entry["time"], "%Y-%m-%dT%H:%M:%S")) - time.time()) < 5
+
+
+def test_an_info_event_reads_like_any_record_in_the_text_format_and_honours_the_level() -> None:
+    text = logging.Formatter("%(asctime)s %(levelname)s %(name)s %(funcName)s: %(message)s %(kind)s")
+    [line] = _lines(text, lambda logger: info_event(logger, "admitted", {"kind": "Job"}))
+    assert line.split(" ", 2)[2] == "INFO tests.events (unknown function): admitted Job"
+
+    def quiet(logger: logging.Logger) -> None:
+        logger.setLevel(logging.WARNING)
+        info_event(logger, "admitted", {"kind": "Job"})
+
+    assert _lines(text, quiet) == []
