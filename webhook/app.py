@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from service import config as configuration
 from service.http import EXCEPTION_HANDLERS, json_response, probe_routes, read_request
+from service.logs import info_event
 from service.metrics import RequestMetrics
 from webhook import review as admission
 from webhook.mutate import Result, run
@@ -27,14 +28,15 @@ KINDS = frozenset({"Pod", "Job"})
 
 
 def _log(review: admission.Review, result: Result, changed: str) -> None:
-    for outcome in result.outcomes:
-        if outcome.status == "error" and outcome.error is not None:
-            error = outcome.error
-            log.error(
-                "mutation failed; object admitted unchanged",
-                exc_info=(type(error), error, error.__traceback__),
-                extra=_context(review) | {"mutation": outcome.mutation},
-            )
+    if result.failed:
+        for outcome in result.outcomes:
+            if outcome.status == "error" and outcome.error is not None:
+                error = outcome.error
+                log.error(
+                    "mutation failed; object admitted unchanged",
+                    exc_info=(type(error), error, error.__traceback__),
+                    extra=_context(review) | {"mutation": outcome.mutation},
+                )
     if (result.ops or result.warnings) and log.isEnabledFor(logging.INFO):
         # The audit line: what was changed in which object, and why not where it was not.
         fields = _context(review)
@@ -42,7 +44,7 @@ def _log(review: admission.Review, result: Result, changed: str) -> None:
         fields["operations"] = len(result.ops)
         fields["warnings"] = result.warnings
         fields["dry_run"] = review.dry_run
-        log.info("admitted", extra=fields)
+        info_event(log, "admitted", fields)
 
 
 def _context(review: admission.Review) -> dict[str, Any]:
@@ -66,7 +68,7 @@ def create_app(config: configuration.Config) -> Starlette:
                 metrics.count(kind, "none", "unchanged")
                 return json_response(admission.answer(review, []))
             result = run(review.obj, review.kind, config)
-            changed = "+".join(o.mutation for o in result.outcomes if o.status == "patched") or "none"
+            changed = "+".join(result.changed) or "none"
             _log(review, result, changed)
             if result.failed:
                 metrics.count(kind, "none", "error")

@@ -7,8 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Literal, NamedTuple, NotRequired, TypedDict
 
 import orjson
 import pybase64
@@ -35,9 +34,11 @@ class AdmissionReview(TypedDict):
     response: AdmissionResponse
 
 
-@dataclass(frozen=True)
-class Review:
-    """What the webhook needs from a request; ``obj`` is None when there is nothing to mutate."""
+class Review(NamedTuple):
+    """What the webhook needs from a request; ``obj`` is None when there is nothing to mutate.
+
+    A named tuple: immutable, and made at about half a frozen dataclass's cost on every review.
+    """
 
     api_version: str
     uid: str

@@ -20,7 +20,7 @@ from typing import Any
 
 from service.config import Config
 from webhook.mutations import ISTIO_INJECT
-from webhook.patch import Mutation, Op, lookup, merge, pointer
+from webhook.patch import Mutation, Op, all_strings, lookup, merge, pointer
 
 COLLECTOR_CONTAINERS = ("metrics-logger-and-collector", "metrics-collector")
 """StdOut/File collectors, and TensorFlowEvent/Prometheus/Custom ones."""
@@ -50,10 +50,12 @@ def classic_proxy(pod: Mapping[str, Any]) -> bool:
     Istio's injector sorts before this webhook, so its container is usually there already; the
     injection label (preferred by istiod >= 1.12) or annotation covers a reinvocation before it.
     """
-    if any(_is_proxy(c) and c.get("restartPolicy") == "Always" for c in _list(pod, "initContainers")):
-        return False
-    if any(_is_proxy(c) for c in _list(pod, "containers")):
-        return True
+    for container in _list(pod, "initContainers"):
+        if _is_proxy(container) and container.get("restartPolicy") == "Always":
+            return False
+    for container in _list(pod, "containers"):
+        if _is_proxy(container):
+            return True
     label = lookup(pod, ("metadata", "labels", ISTIO_INJECT))
     decision = label if label is not None else lookup(pod, ("metadata", "annotations", ISTIO_INJECT))
     return bool(decision == "true")
@@ -245,7 +247,7 @@ def _container(pod: Mapping[str, Any], index: int, container: Mapping[str, Any],
         return Mutation(
             warnings=(f"container {name}: image {image!r} is not a known Katib collector; unchanged",)
         )
-    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+    if not isinstance(args, list) or not all_strings(args):
         return Mutation(warnings=(f"container {name}: args are not a list of strings; unchanged",))
     wanted: dict[str, Any] = {}
     new_args = wait_only_for_main(args, wait_form(image if isinstance(image, str) else "", args))

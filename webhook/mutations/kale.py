@@ -118,16 +118,18 @@ def _patched(program: str, config: Config) -> str | None:
 
 def _patched_shell(text: str, config: Config) -> str | None:
     """Every ``python -c "…"`` program in a shell line patched; None when none needed it."""
-
-    def patch(match: re.Match[str]) -> str:
+    pieces: list[str] = []
+    done = 0
+    for match in SHELL_PROGRAM.finditer(text):
         program = _patched(match["program"], config)
-        if program is None:
-            return match[0]
-        start, end = match.start("program") - match.start(), match.end("program") - match.start()
-        return match[0][:start] + program + match[0][end:]
-
-    patched = SHELL_PROGRAM.sub(patch, text)
-    return None if patched == text else patched
+        if program is not None:
+            start, end = match.span("program")
+            pieces += (text[done:start], program)
+            done = end
+    if not pieces:
+        return None
+    pieces.append(text[done:])
+    return "".join(pieces)
 
 
 def python_program_index(argv: list[Any]) -> int | None:
@@ -158,7 +160,7 @@ def _patched_argv(argv: list[Any], index: int, program_index: int | None, config
 
 def runs_kale(container: Mapping[str, Any]) -> bool:
     """Whether a container's command or args name Kale's run-and-wait entry point."""
-    return any(_names_entry_point(container.get(field)) for field in ("command", "args"))
+    return _names_entry_point(container.get("command")) or _names_entry_point(container.get("args"))
 
 
 def _names_entry_point(words: Any) -> bool:
