@@ -11,6 +11,7 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -74,10 +75,17 @@ class Server:
     """``python -m bench.server APP PORT [CERT KEY]`` as a child process, stopped by its PID."""
 
     def __init__(
-        self, name: str, app: str, log_dir: Path, tls: Tls | None = None, root: Path = REPO_ROOT
+        self,
+        name: str,
+        app: str,
+        log_dir: Path,
+        tls: Tls | None = None,
+        root: Path = REPO_ROOT,
+        launcher: Sequence[str] = (),
     ) -> None:
-        """``root``: the source tree to serve from (another revision's, to compare side by side)."""
-        self.name, self.app, self.tls, self.root = name, app, tls, root
+        """``root``: the source tree to serve from (another revision's, to compare side by side);
+        ``launcher``: a command the server runs under (valgrind's, to count its instructions)."""
+        self.name, self.app, self.tls, self.root, self.launcher = name, app, tls, root, launcher
         self.port = free_port()
         self.log_path = log_dir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -95,7 +103,7 @@ class Server:
         return Connection(HOST, self.port, self.context)
 
     def start(self, timeout: float = 30.0) -> Server:
-        argv = [sys.executable, "-m", "bench.server", self.app, str(self.port)]
+        argv = [*self.launcher, sys.executable, "-m", "bench.server", self.app, str(self.port)]
         if self.tls:
             argv += [str(self.tls.cert), str(self.tls.key)]
         env = {k: v for k, v in os.environ.items() if not k.startswith("KFEXT_")}

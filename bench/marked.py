@@ -1,0 +1,50 @@
+"""The webhook and the ceiling as served for counting instructions: two extra routes mark the stretch.
+
+``GET /zero`` calls ``os.getppid`` and ``GET /dump`` calls ``os.getpgrp``, the functions that
+``bench.instructions`` gives callgrind as its zero and dump triggers, so the count of a server under
+callgrind covers what lies between two requests: TLS, HTTP, the app and the audit line, as served.
+ASGI apps: ``bench.marked:webhook`` and ``bench.marked:ceiling``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+
+from bench.hooks import App, Message
+
+MARKS: dict[str, Callable[[], int]] = {"/zero": os.getppid, "/dump": os.getpgrp}
+
+
+def marked(app: App) -> App:
+    """``app`` with the two marking routes in front of it."""
+
+    async def serve(
+        scope: Message, receive: Callable[[], Awaitable[Message]], send: Callable[[Message], Awaitable[None]]
+    ) -> None:
+        mark = MARKS.get(scope["path"]) if scope["type"] == "http" else None
+        if mark is None:
+            await app(scope, receive, send)
+            return
+        mark()
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"2")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    return serve
+
+
+def _webhook() -> App:
+    from webhook.app import app
+
+    return marked(app)
+
+
+def _ceiling() -> App:
+    from bench.ceiling import app
+
+    return marked(app)
+
+
+webhook = _webhook()
+ceiling = _ceiling()
