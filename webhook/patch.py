@@ -45,11 +45,13 @@ def escape(token: Token) -> str:
 
 
 def pointer(tokens: Sequence[Token]) -> str:
-    words = list(map(str, tokens))
-    joined = "".join(words)
-    if "~" in joined or "/" in joined:  # rare: most keys need no escaping, so skip the per-key work
-        words = [escape(word) for word in words]
-    return "/" + "/".join(words) if words else ""
+    if not tokens:
+        return ""
+    path = "/" + "/".join(map(str, tokens))
+    # Each token adds one "/": more, or any "~", means a key that needs escaping (rare, so checked once).
+    if "~" in path or path.count("/") != len(tokens):
+        path = "".join("/" + escape(token) for token in tokens)
+    return path
 
 
 def all_strings(words: list[Any]) -> bool:
@@ -157,10 +159,12 @@ def apply(obj: Any, ops: Sequence[Op]) -> Any:
             if isinstance(parent, dict):
                 if token not in parent:
                     raise PatchConflictError(f"no {token!r} on the way to {path}")
-                child = parent[token] = _own(parent[token], made, op)
+                key: Token = token
             else:
-                index = _index(parent, token, op, last=False)
-                child = parent[index] = _own(parent[index], made, op)
+                key = _index(parent, token, op, last=False)
+            child = parent[key]
+            if id(child) not in made:
+                child = parent[key] = _own(child, made, op)
             parent = child
         _change(parent, tokens[-1], op)
     return obj
