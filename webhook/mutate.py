@@ -96,7 +96,8 @@ def run(obj: dict[str, Any], kind: str, config: Config) -> Result:
             return _unchanged(obj, name, error, warnings, outcomes)
         pending = list(mutation.ops)
         ops.extend(mutation.ops)
-        warnings.extend(f"{name}: {warning}" for warning in mutation.warnings)
+        if mutation.warnings:
+            warnings.extend(f"{name}: {warning}" for warning in mutation.warnings)
         outcomes.append(Outcome(name, "patched" if mutation.ops else "unchanged"))
     return Result(current, pending, ops, warnings, outcomes)
 

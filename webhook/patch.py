@@ -84,7 +84,7 @@ def merge(obj: Any, base: Sequence[Token], wanted: Mapping[str, Any]) -> list[Op
     """
     target = lookup(obj, base)
     if target is not None:  # the usual case: one walk, no search for where the path ends
-        return _merge_into(target, pointer(base), wanted)
+        return merge_into(target, pointer(base), wanted)
     target = obj
     for depth, token in enumerate(base):
         parent = target
@@ -93,7 +93,7 @@ def merge(obj: Any, base: Sequence[Token], wanted: Mapping[str, Any]) -> list[Op
             if isinstance(token, int) or not isinstance(parent, dict):
                 raise ShapeError(f"{pointer(base[: depth + 1])} does not exist")
             return [_add_tree(pointer(base[: depth + 1]), base[depth + 1 :], wanted)]
-    return _merge_into(target, pointer(base), wanted)
+    return merge_into(target, pointer(base), wanted)
 
 
 def _add_tree(path: str, rest: Sequence[Token], wanted: Mapping[str, Any]) -> Op:
@@ -105,8 +105,9 @@ def _add_tree(path: str, rest: Sequence[Token], wanted: Mapping[str, Any]) -> Op
     return {"op": "add", "path": path, "value": value}
 
 
-def _merge_into(current: Any, path: str, wanted: Mapping[str, Any]) -> list[Op]:
-    """``path`` is ``current``'s pointer, already escaped: each key below it is escaped once."""
+def merge_into(current: Any, path: str, wanted: Mapping[str, Any]) -> list[Op]:
+    """``merge`` for a ``current`` already found, whose pointer ``path`` is already escaped: each key
+    below it is escaped once."""
     if not isinstance(current, dict):
         raise ShapeError(f"{path or '/'} is not a map")
     ops: list[Op] = []
@@ -117,7 +118,7 @@ def _merge_into(current: Any, path: str, wanted: Mapping[str, Any]) -> list[Op]:
             if existing is None:
                 ops.append(_add_tree(here, (), value))
             else:
-                ops.extend(_merge_into(existing, here, value))
+                ops.extend(merge_into(existing, here, value))
         elif key not in current:
             ops.append({"op": "add", "path": here, "value": value})
         elif existing != value or type(existing) is not type(value):

@@ -12,3 +12,15 @@ MutationFunction = Callable[[Mapping[str, Any], Config], Mutation]
 
 ISTIO_INJECT = "sidecar.istio.io/inject"
 """Label (Istio >= 1.10 webhook selection, preferred by istiod >= 1.12) and deprecated annotation."""
+
+
+def spec_list(pod: Mapping[str, Any], field: str) -> list[Any]:
+    """The Pod's ``spec.<field>`` (containers, initContainers) when it is a list, else an empty one."""
+    spec = pod.get("spec")
+    value = spec.get(field) if isinstance(spec, dict) else None
+    return value if isinstance(value, list) else []
+
+
+CONTAINERS = "/spec/containers"
+"""The pointer to a Pod's containers: fixed keys that need no escaping, so paths below it are written
+directly (``f"{CONTAINERS}/{index}/args"``), without ``pointer``'s per-token work."""

@@ -19,8 +19,8 @@ from functools import cache
 from typing import Any
 
 from service.config import Config
-from webhook.mutations import ISTIO_INJECT
-from webhook.patch import Mutation, Op, all_strings, lookup, merge, pointer
+from webhook.mutations import CONTAINERS, ISTIO_INJECT, spec_list
+from webhook.patch import Mutation, Op, all_strings, lookup, merge_into
 
 COLLECTOR_CONTAINERS = ("metrics-logger-and-collector", "metrics-collector")
 """StdOut/File collectors, and TensorFlowEvent/Prometheus/Custom ones."""
@@ -50,20 +50,15 @@ def classic_proxy(pod: Mapping[str, Any]) -> bool:
     Istio's injector sorts before this webhook, so its container is usually there already; the
     injection label (preferred by istiod >= 1.12) or annotation covers a reinvocation before it.
     """
-    for container in _list(pod, "initContainers"):
+    for container in spec_list(pod, "initContainers"):
         if _is_proxy(container) and container.get("restartPolicy") == "Always":
             return False
-    for container in _list(pod, "containers"):
+    for container in spec_list(pod, "containers"):
         if _is_proxy(container):
             return True
     label = lookup(pod, ("metadata", "labels", ISTIO_INJECT))
     decision = label if label is not None else lookup(pod, ("metadata", "annotations", ISTIO_INJECT))
     return bool(decision == "true")
-
-
-def _list(pod: Mapping[str, Any], field: str) -> list[Any]:
-    value = lookup(pod, ("spec", field))
-    return value if isinstance(value, list) else []
 
 
 def _is_proxy(container: Any) -> bool:
@@ -238,7 +233,7 @@ def is_wrapper(command: Any) -> bool:
 
 def _container(pod: Mapping[str, Any], index: int, container: Mapping[str, Any], config: Config) -> Mutation:
     name = container["name"]
-    path = ("spec", "containers", index)
+    path = f"{CONTAINERS}/{index}"
     args = container.get("args") or []
     image = container.get("image")
     entrypoint = config.collector_entrypoints.get(image_name(image)) if isinstance(image, str) else None
@@ -268,15 +263,15 @@ def _container(pod: Mapping[str, Any], index: int, container: Mapping[str, Any],
         else:
             wanted["command"] = wrapper_command(entrypoint, config.sidecar_stop, name)
     elif ours:
-        ops.append({"op": "remove", "path": pointer((*path, "command"))})
-    ops[:0] = merge(pod, path, wanted)
+        ops.append({"op": "remove", "path": f"{path}/command"})
+    ops[:0] = merge_into(container, path, wanted)
     return Mutation(tuple(ops), tuple(warnings))
 
 
 def mutate(pod: Mapping[str, Any], config: Config) -> Mutation:
     ops: list[Op] = []
     warnings: list[str] = []
-    for index, container in enumerate(_list(pod, "containers")):
+    for index, container in enumerate(spec_list(pod, "containers")):
         if isinstance(container, dict) and container.get("name") in COLLECTOR_CONTAINERS:
             result = _container(pod, index, container, config)
             ops.extend(result.ops)

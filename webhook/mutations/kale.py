@@ -19,7 +19,8 @@ from functools import cache
 from typing import Any
 
 from service.config import Config
-from webhook.patch import UNCHANGED, Mutation, Op, lookup, pointer
+from webhook.mutations import CONTAINERS, spec_list
+from webhook.patch import UNCHANGED, Mutation, Op
 
 ENTRY_POINT = "create_and_wait_kfp_run"
 MARKER = "# kubeflow-extension: retry kfputils.get_run"
@@ -174,11 +175,8 @@ def _names_entry_point(words: Any) -> bool:
 
 
 def mutate(pod: Mapping[str, Any], config: Config) -> Mutation:
-    containers = lookup(pod, ("spec", "containers"))
-    if not isinstance(containers, list):
-        return UNCHANGED
     ops: list[Op] = []
-    for index, container in enumerate(containers):
+    for index, container in enumerate(spec_list(pod, "containers")):
         if not isinstance(container, dict) or not runs_kale(container):
             continue
         command = container.get("command")
@@ -191,6 +189,6 @@ def mutate(pod: Mapping[str, Any], config: Config) -> Mutation:
             patched = _patched_argv(argv, position, program_index, config)
             if patched is not None:
                 field, offset = ("command", position) if position < split else ("args", position - split)
-                path = pointer(("spec", "containers", index, field, offset))
+                path = f"{CONTAINERS}/{index}/{field}/{offset}"
                 ops.append({"op": "replace", "path": path, "value": patched})
-    return Mutation(tuple(ops))
+    return Mutation(tuple(ops)) if ops else UNCHANGED
