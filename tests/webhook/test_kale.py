@@ -15,10 +15,12 @@ import kubernetes.client.exceptions
 import pytest
 import urllib3.connection
 import urllib3.exceptions
+from hypothesis import given
+from hypothesis import strategies as st
 
 from service.config import Config
 from tests.webhook.katib_objects import kale_command, katib_wrapped, kubelet_expand, trial_pod
-from webhook.mutations.kale import FORBIDDEN, HOOK, MARKER, mutate, retry_program
+from webhook.mutations.kale import FORBIDDEN, HOOK, MARKER, SHELL_PROGRAM, mutate, retry_program
 from webhook.patch import Mutation
 
 CONFIG = Config()
@@ -337,3 +339,18 @@ def test_inserted_program_reads_well() -> None:
     assert textwrap.dedent(program) == program
     assert "900" in program
     assert "60" in program
+
+
+_WORD_BOUNDARY_FORM = re.compile(r'\bpython[\w.]*(?:\s+-[^\s"]+){0,8}?\s+-c\s+"(?P<program>[^"]*)"')
+
+
+@given(
+    st.lists(
+        st.sampled_from(["python", "python3", "3", "x", "_", ".", "/", " ", "-u", " -c ", '"', "p=1", "&&"]),
+        max_size=24,
+    ).map("".join)
+)
+def test_the_shell_program_search_finds_what_a_word_boundary_before_python_would(line: str) -> None:
+    assert [m.span("program") for m in SHELL_PROGRAM.finditer(line)] == [
+        m.span("program") for m in _WORD_BOUNDARY_FORM.finditer(line)
+    ]
