@@ -54,16 +54,6 @@ def pointer(tokens: Sequence[Token]) -> str:
     return path
 
 
-def all_strings(words: list[Any]) -> bool:
-    """Whether every item is a string: one join in C, where a generator over the items costs several
-    times as much on every review."""
-    try:
-        "".join(words)
-    except TypeError:
-        return False
-    return True
-
-
 def lookup(obj: Any, tokens: Sequence[Token]) -> Any:
     """The value at ``tokens``, or None when any step is missing or of the wrong type."""
     for token in tokens:

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from service.config import Config
-from webhook.mutations import collector, kale, notebook, trial_job
+from webhook.mutations import collector, kale, notebook, spec_list, trial_job
 from webhook.patch import UNCHANGED, Mutation, Op, Token, lookup, pointer
 
 PROXY_CONTAINER = "istio-proxy"
@@ -132,10 +132,9 @@ def ensure_token(obj: Mapping[str, Any], spec_path: Sequence[Token], config: Con
 def is_trial_pod(pod: Mapping[str, Any]) -> bool:
     """A Katib trial Pod: Katib's metrics collector or Kale's run-and-wait program is in it (the trial Pod
     webhook's matchConditions)."""
-    containers = lookup(pod, ("spec", "containers"))
-    return isinstance(containers, list) and any(
+    return any(
         isinstance(c, dict) and (c.get("name") in collector.COLLECTOR_CONTAINERS or kale.runs_kale(c))
-        for c in containers
+        for c in spec_list(pod, "containers")
     )
 
 
