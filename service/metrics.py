@@ -13,12 +13,15 @@ from bisect import bisect_left
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 # Admission and hook answers are expected in milliseconds; the top buckets catch stalls.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5)
+_BUCKET_LABELS = (*map(str, LATENCY_BUCKETS), "+Inf")
+"""The ``le`` label of each bucket, the last for anything above the top bound."""
 
 
 @dataclass
@@ -40,16 +43,17 @@ class RequestMetrics:
     registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=True))
 
     def __post_init__(self) -> None:
-        self._counts: dict[tuple[str, ...], tuple[float, list[int]]] = {}
-        """By label values: when the combination was first counted, and its count (a one-item list)."""
+        self._counts: dict[tuple[str, ...], int] = {}
+        self._first_counted: dict[tuple[str, ...], float] = {}
+        """By label values: when the combination was first counted (its series' ``_created``)."""
         self._latencies: dict[str, _Latencies] = {}
         self.registry.register(self)
 
     def count(self, *values: str) -> None:
-        counted = self._counts.get(values)
-        if counted is None:
-            counted = self._counts[values] = (time.time(), [0])
-        counted[1][0] += 1
+        if values not in self._counts:
+            self._first_counted[values] = time.time()
+            self._counts[values] = 0
+        self._counts[values] += 1
 
     def observe(self, first_label: str, start: float) -> None:
         """Record the time since ``start`` (a ``time.perf_counter()`` reading)."""
@@ -74,14 +78,11 @@ class RequestMetrics:
 
     def collect(self) -> Iterator[Metric]:
         requests, latency, latency_created = self._families()
-        for values, (created, count) in self._counts.items():
-            requests.add_metric(values, count[0], created=created)
+        for values, count in self._counts.items():
+            requests.add_metric(values, count, created=self._first_counted[values])
         for value, latencies in self._latencies.items():
-            cumulative, buckets = 0, []
-            for bound, in_bucket in zip((*LATENCY_BUCKETS, float("inf")), latencies.counts, strict=True):
-                cumulative += in_bucket
-                buckets.append((str(bound) if bound != float("inf") else "+Inf", cumulative))
-            latency.add_metric([value], buckets, latencies.total)
+            cumulative = list(accumulate(latencies.counts))
+            latency.add_metric([value], list(zip(_BUCKET_LABELS, cumulative, strict=True)), latencies.total)
             latency_created.add_metric([value], latencies.created)
         yield requests
         yield latency
