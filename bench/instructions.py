@@ -37,14 +37,17 @@ import orjson
 
 from bench import stats
 from bench.bodies import Body, all_bodies
+from bench.client import Connection
 from bench.common import Durations
 from bench.hooks import App, call
-from bench.procs import REPO_ROOT, Server, make_tls
+from bench.procs import REPO_ROOT, Server, default_environment, make_tls
 
 REVIEWS = 10
 WARMUP = 5
 ZERO, DUMP = "os_getppid", "os_getpgrp"
 """The C functions behind ``os.getppid`` and ``os.getpgrp`` in libpython."""
+zero_counters, dump_counters = os.getppid, os.getpgrp
+"""Called by the counted process: entering ZERO and DUMP zeroes and dumps callgrind's counters."""
 APPS = ("webhook", "ceiling")
 
 
@@ -72,9 +75,9 @@ def _inside(bodies_file: Path) -> None:
             body = text.encode()
             for name in APPS:
                 await reviews(apps[name], body, WARMUP)
-                os.getppid()
+                zero_counters()
                 await reviews(apps[name], body, REVIEWS)
-                os.getpgrp()
+                dump_counters()
 
     asyncio.run(main())
 
@@ -122,11 +125,19 @@ def in_process(valgrind: str, bodies: list[Body], work_dir: Path) -> list[int]:
         "--inside",
         str(bodies_file),
     ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KFEXT_")}
-    done = subprocess.run(argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        argv, cwd=REPO_ROOT, env=default_environment(), capture_output=True, text=True, check=False
+    )
     if done.returncode != 0:
         raise RuntimeError(f"callgrind run failed: {done.stderr[-3000:]}")
     return _totals(out, len(bodies) * len(APPS))
+
+
+def _send_reviews(server: str, connection: Connection, body: Body, count: int) -> None:
+    for _ in range(count):
+        status, answer = connection.request("POST", "/mutate", body.payload)
+        if status != 200:
+            raise RuntimeError(f"{server}: {status} {answer[:200]!r}")
 
 
 def over_https(valgrind: str, bodies: list[Body], work_dir: Path) -> dict[str, list[int]]:
@@ -140,13 +151,9 @@ def over_https(valgrind: str, bodies: list[Body], work_dir: Path) -> dict[str, l
         try:
             connection = server.connection()
             for body in bodies:
-                for count, path in ((WARMUP, ""), (REVIEWS, "/zero")):
-                    if path:
-                        connection.request("GET", path)
-                    for _ in range(count):
-                        status, answer = connection.request("POST", "/mutate", body.payload)
-                        if status != 200:
-                            raise RuntimeError(f"{name}: {status} {answer[:200]!r}")
+                _send_reviews(name, connection, body, WARMUP)
+                connection.request("GET", "/zero")
+                _send_reviews(name, connection, body, REVIEWS)
                 connection.request("GET", "/dump")
             connection.close()
         finally:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.procs import HOST, REPO_ROOT, free_port
+from bench.procs import HOST, REPO_ROOT, default_environment, free_port
 from webhook.mutations import ISTIO_INJECT
 
 NAMESPACE = "kyverno"
@@ -195,7 +195,7 @@ def start(plane: Any, work_dir: Path) -> Kyverno:
     plane.kubectl.apply(config_documents())
     port = free_port()
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("KFEXT_")},
+        **default_environment(),
         "KYVERNO_NAMESPACE": NAMESPACE,
         "KYVERNO_SERVICEACCOUNT_NAME": ADMISSION_CONTROLLER,
         "KYVERNO_ROLE_NAME": "kyverno:admission-controller",

@@ -1,19 +1,21 @@
 """The webhook and the ceiling as served for counting instructions: two extra routes mark the stretch.
 
-``GET /zero`` calls ``os.getppid`` and ``GET /dump`` calls ``os.getpgrp``, the functions that
-``bench.instructions`` gives callgrind as its zero and dump triggers, so the count of a server under
+``GET /zero`` and ``GET /dump`` call ``bench.instructions``' zero_counters and dump_counters, the
+functions it gives callgrind as its zero and dump triggers, so the count of a server under
 callgrind covers what lies between two requests: TLS, HTTP, the app and the audit line, as served.
 ASGI apps: ``bench.marked:webhook`` and ``bench.marked:ceiling``.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Awaitable, Callable
 
+from bench.ceiling import app as ceiling_app
 from bench.hooks import App, Message
+from bench.instructions import dump_counters, zero_counters
+from webhook.app import app as webhook_app
 
-MARKS: dict[str, Callable[[], int]] = {"/zero": os.getppid, "/dump": os.getpgrp}
+MARKS: dict[str, Callable[[], int]] = {"/zero": zero_counters, "/dump": dump_counters}
 
 
 def marked(app: App) -> App:
@@ -34,17 +36,5 @@ def marked(app: App) -> App:
     return serve
 
 
-def _webhook() -> App:
-    from webhook.app import app
-
-    return marked(app)
-
-
-def _ceiling() -> App:
-    from bench.ceiling import app
-
-    return marked(app)
-
-
-webhook = _webhook()
-ceiling = _ceiling()
+webhook = marked(webhook_app)
+ceiling = marked(ceiling_app)

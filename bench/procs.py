@@ -71,6 +71,12 @@ def memory_mb(pid: int) -> dict[str, float]:
     return values
 
 
+def default_environment() -> dict[str, str]:
+    """This process's environment without the services' own settings (``KFEXT_*``): a process started
+    with it runs with the defaults, whatever the shell that started the benchmark has set."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("KFEXT_")}
+
+
 class Server:
     """``python -m bench.server APP PORT [CERT KEY]`` as a child process, stopped by its PID."""
 
@@ -106,9 +112,10 @@ class Server:
         argv = [*self.launcher, sys.executable, "-m", "bench.server", self.app, str(self.port)]
         if self.tls:
             argv += [str(self.tls.cert), str(self.tls.key)]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KFEXT_")}
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(argv, stdout=log, stderr=log, cwd=self.root, env=env)
+            self.process = subprocess.Popen(
+                argv, stdout=log, stderr=log, cwd=self.root, env=default_environment()
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
