@@ -40,9 +40,15 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        fields = vars(record)
-        for key in filterfalse(self._standard.__contains__, fields):
-            entry[key] = fields[key]
+        attributes = vars(record)
+        if isinstance(record, EventRecord) and len(attributes) == record.size:
+            # Nothing was added since it was made: its extra fields are the event's, their values read
+            # from the record (a filter may change one). Scanning all ~30 names costs 8k instructions more.
+            for key in record.fields:
+                entry[key] = attributes[key]
+        else:
+            for key in filterfalse(self._standard.__contains__, attributes):
+                entry[key] = attributes[key]
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(entry, default=str).decode()
@@ -72,6 +78,10 @@ class EventRecord(logging.LogRecord):
         "funcName": "(unknown function)",
     }
 
+    __slots__ = ("fields", "size")
+    """Kept out of ``__dict__``, so out of every format: the event's fields (their names), and how many
+    attributes the record had when made, which tells the JSON format that nothing was added since."""
+
     def __init__(self, name: str, msg: str, fields: Mapping[str, Any]) -> None:
         # LogRecord's own __init__ is skipped on purpose: it would work out every fixed attribute again.
         created = time.time()
@@ -83,6 +93,8 @@ class EventRecord(logging.LogRecord):
         self.created = created
         self.msecs = int((created - int(created)) * 1000) + 0.0
         self.relativeCreated = (created - _STARTED) * 1000
+        self.fields = fields
+        self.size = len(attributes)
 
 
 def info_event(logger: logging.Logger, message: str, fields: Mapping[str, Any]) -> None:

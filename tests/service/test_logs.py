@@ -77,3 +77,39 @@ def test_an_info_event_reads_like_any_record_in_the_text_format_and_honours_the_
         info_event(logger, "admitted", {"kind": "Job"})
 
     assert _lines(text, quiet) == []
+
+
+class _Contextual(logging.Filter):
+    """What a platform's logging setup may do: change a field, or add one, on every record."""
+
+    def __init__(self, add: bool) -> None:
+        super().__init__()
+        self.add = add
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.kind = "changed"
+        if self.add:
+            record.request = "r-1"
+        return True
+
+
+def test_an_info_event_shows_what_a_filter_changed_or_added_as_logger_info_does() -> None:
+    fields = {"kind": "Pod", "operations": 3}
+    for add in (False, True):
+        stream = io.StringIO()
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(JsonFormatter())
+        handler.addFilter(_Contextual(add))
+        logger = logging.getLogger("tests.filtered")
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+        try:
+            _both(logger, dict(fields))
+        finally:
+            logger.removeHandler(handler)
+        event, info = (json.loads(line) for line in stream.getvalue().splitlines())
+        assert event["kind"] == "changed"
+        assert ("request" in event) is add
+        del event["time"], info["time"]
+        assert list(event.items()) == list(info.items())
