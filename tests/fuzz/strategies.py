@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from tests.hooks.conftest import namespace, profile, shipped_controller, sync_request
 from tests.webhook import katib_objects
-from webhook.mutations import collector, kale
+from webhook.mutations import COLLECTOR_CONTAINERS, collector, kale
 
 Path = tuple[str | int, ...]
 
@@ -169,7 +169,7 @@ label_keys = st.one_of(
 )
 string_maps = st.dictionaries(label_keys, strings, max_size=5)
 
-COLLECTOR_NAMES = [*collector.COLLECTOR_CONTAINERS, "istio-proxy", "main", "metrics-collector"]
+COLLECTOR_NAMES = [*COLLECTOR_CONTAINERS, "istio-proxy", "main", "metrics-collector"]
 images = st.one_of(
     st.sampled_from([*katib_objects.COLLECTOR_IMAGES.values(), katib_objects.TFEVENT_IMAGE]), strings
 )

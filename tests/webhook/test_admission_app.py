@@ -135,7 +135,7 @@ def test_a_failing_mutation_is_logged_counted_and_admitted_unchanged(
     def broken(obj: Mapping[str, Any], config: Config) -> Mutation:
         raise KeyError("surprise")
 
-    monkeypatch.setitem(mutate_module.MUTATIONS, "Job", (("trial_job", broken),))
+    monkeypatch.setitem(mutate_module.MUTATIONS, "Job", (mutate_module.Step("trial_job", broken),))
     with caplog.at_level(logging.ERROR):
         response = post(client, review(trial_job()))
     assert response.status_code == 200

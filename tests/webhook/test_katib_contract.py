@@ -29,7 +29,8 @@ from tests.webhook.katib_code import (
 )
 from tests.webhook.katib_objects import trial_pod
 from webhook import mutate
-from webhook.mutations.collector import COLLECTOR_CONTAINERS, EMPTY_WAIT_FLAG, WAIT_FLAG, wait_only_for_main
+from webhook.mutations import COLLECTOR_CONTAINERS
+from webhook.mutations.collector import EMPTY_WAIT_FLAG, WAIT_FLAG, wait_only_for_main
 
 CONFIG = Config()
 GENERATED = FIXTURES / "katib-v0.19.0"

@@ -8,10 +8,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service.config import Config
-from tests.webhook.katib_objects import KATIB_VERSIONS, notebook_pod, trial_job, trial_pod
+from tests.webhook.katib_objects import KATIB_VERSIONS, kale_command, notebook_pod, trial_job, trial_pod
 from webhook import mutate as mutate_module
-from webhook.mutate import Result, mutate_object, run
-from webhook.patch import Mutation
+from webhook.mutate import Result, Step, mutate_object, run
+from webhook.mutations import COLLECTOR_CONTAINERS
+from webhook.patch import Mutation, Op, ShapeError, apply
 
 CONFIG = Config()
 
@@ -126,6 +127,56 @@ def test_token_identity_patches_cleanly_and_idempotently(
     check(perturb(obj, changes), Config(identity_mode=mode))
 
 
+def fully_chained(obj: dict[str, Any], kind: str, config: Config) -> list[Op]:
+    """The reference for ``run``: every mutation's operations applied before the next one runs."""
+    current, ops = obj, list[Op]()
+    for step in mutate_module.mutations(kind, config):
+        try:
+            mutation = step.function(current, config)
+        except ShapeError:
+            continue
+        current = apply(current, mutation.ops)
+        ops.extend(mutation.ops)
+    return ops
+
+
+def plant_kale(obj: dict[str, Any], where: list[tuple[int, str]]) -> dict[str, Any]:
+    """``obj`` with Kale's command put into some containers' command or args, Katib's collectors too."""
+    obj = copy.deepcopy(obj)
+    containers = obj.get("spec", {}).get("containers") or []
+    for index, field in where:
+        if containers:
+            containers[index % len(containers)][field] = ["sh", "-c", kale_command("0.7")]
+    return obj
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    realistic,
+    perturbations,
+    st.lists(st.tuples(st.integers(0, 3), st.sampled_from(["command", "args"])), max_size=2),
+    st.sampled_from(["header", "token"]),
+)
+def test_mutations_declared_independent_give_the_fully_chained_patch(
+    obj: dict[str, Any], changes: list[Change], where: list[tuple[int, str]], mode: str
+) -> None:
+    obj = plant_kale(perturb(obj, changes), where)
+    config = Config(identity_mode=mode)
+    kind = str(obj.get("kind"))
+    assert run(obj, kind, config).ops == fully_chained(obj, kind, config)
+
+
+def test_kale_leaves_katib_collector_containers_alone() -> None:
+    pod = trial_pod(kale="0.7")
+    for container in pod["spec"]["containers"]:
+        if container["name"] in COLLECTOR_CONTAINERS:
+            container["args"] = [*container["args"], kale_command("0.7")]
+    result = check(pod)
+    assert result.changed == ["collector", "kale"]
+    patched = {op["path"].split("/")[3] for op in result.ops if "kfputils" in str(op.get("value"))}
+    assert [pod["spec"]["containers"][int(index)]["name"] for index in patched] == ["main"]
+
+
 @settings(max_examples=300)
 @given(
     st.sampled_from(["Pod", "Job"]), st.dictionaries(st.sampled_from(["metadata", "spec", "x"]), json_values)
@@ -163,7 +214,9 @@ def test_a_failing_mutation_leaves_the_whole_object_unchanged(monkeypatch: pytes
     def notebook_like(obj: Mapping[str, Any], config: Config) -> Mutation:
         return Mutation(({"op": "add", "path": "/metadata/labels/x", "value": "1"},))
 
-    monkeypatch.setitem(mutate_module.MUTATIONS, "Pod", (("first", notebook_like), ("broken", broken)))
+    monkeypatch.setitem(
+        mutate_module.MUTATIONS, "Pod", (Step("first", notebook_like), Step("broken", broken))
+    )
     pod = notebook_pod()
     result = run(pod, "Pod", CONFIG)
     assert result.ops == []
@@ -180,7 +233,7 @@ def test_operations_that_do_not_fit_are_blamed_on_their_mutation(monkeypatch: py
     def later(obj: Mapping[str, Any], config: Config) -> Mutation:
         return Mutation(({"op": "add", "path": "/metadata/labels/x", "value": "1"},))
 
-    monkeypatch.setitem(mutate_module.MUTATIONS, "Pod", (("misfit", misfit), ("later", later)))
+    monkeypatch.setitem(mutate_module.MUTATIONS, "Pod", (Step("misfit", misfit), Step("later", later)))
     result = run(notebook_pod(), "Pod", CONFIG)
     assert result.ops == []
     assert result.failed

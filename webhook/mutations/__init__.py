@@ -10,6 +10,9 @@ from webhook.patch import Mutation
 
 MutationFunction = Callable[[Mapping[str, Any], Config], Mutation]
 
+COLLECTOR_CONTAINERS = ("metrics-logger-and-collector", "metrics-collector")
+"""Katib's metrics collector containers: StdOut/File ones, and TensorFlowEvent/Prometheus/Custom ones."""
+
 ISTIO_INJECT = "sidecar.istio.io/inject"
 """Label (Istio >= 1.10 webhook selection, preferred by istiod >= 1.12) and deprecated annotation."""
 

@@ -19,11 +19,9 @@ from functools import cache
 from typing import Any
 
 from service.config import Config
-from webhook.mutations import CONTAINERS, ISTIO_INJECT, spec_list
+from webhook.mutations import COLLECTOR_CONTAINERS, CONTAINERS, ISTIO_INJECT, spec_list
 from webhook.patch import Mutation, Op, lookup, merge_into
 
-COLLECTOR_CONTAINERS = ("metrics-logger-and-collector", "metrics-collector")
-"""StdOut/File collectors, and TensorFlowEvent/Prometheus/Custom ones."""
 FILE_COLLECTOR_CONTAINER = COLLECTOR_CONTAINERS[0]
 """Always Katib's own file collector, whatever registry its image comes from."""
 PROXY_CONTAINER = "istio-proxy"

@@ -7,6 +7,10 @@ program rebinds the module attribute ``get_run`` to a retrying wrapper: every Ka
 ``get_run`` through the module at call time (``_wait_kfp_run`` <= 0.6, ``kfputils.get_run`` >= 0.7),
 so this covers the wait loop, the metrics fetch and the workflow lookup alike.
 
+Only the trial's own containers are patched, never Katib's collector containers (they run Katib's
+collector, whatever their command names): so this mutation reads nothing the collector's writes, and
+runs without the collector's operations applied first (webhook/mutate.py).
+
 The inserted text runs under the trial image's Python 3.6 and sits inside a double-quoted ``sh -c``
 string and a Kubernetes command/args string, so it contains no ``"``, backquote, ``$`` or backslash.
 """
@@ -19,7 +23,7 @@ from functools import cache
 from typing import Any
 
 from service.config import Config
-from webhook.mutations import CONTAINERS, spec_list
+from webhook.mutations import COLLECTOR_CONTAINERS, CONTAINERS, spec_list
 from webhook.patch import UNCHANGED, Mutation, Op
 
 ENTRY_POINT = "create_and_wait_kfp_run"
@@ -179,7 +183,9 @@ def _names_entry_point(words: Any) -> bool:
 def mutate(pod: Mapping[str, Any], config: Config) -> Mutation:
     ops: list[Op] = []
     for index, container in enumerate(spec_list(pod, "containers")):
-        if not isinstance(container, dict) or not runs_kale(container):
+        if not isinstance(container, dict) or container.get("name") in COLLECTOR_CONTAINERS:
+            continue  # not a dict, or Katib's collector: not Kale's
+        if not runs_kale(container):
             continue
         command = container.get("command")
         args = container.get("args")

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from service.config import Config
-from webhook.mutations import collector, kale, notebook, spec_list, trial_job
+from webhook.mutations import COLLECTOR_CONTAINERS, kale, notebook, spec_list, trial_job
 from webhook.patch import UNCHANGED, Mutation, Op, Token, lookup, pointer
 
 PROXY_CONTAINER = "istio-proxy"
@@ -133,7 +133,7 @@ def is_trial_pod(pod: Mapping[str, Any]) -> bool:
     """A Katib trial Pod: Katib's metrics collector or Kale's run-and-wait program is in it (the trial Pod
     webhook's matchConditions)."""
     return any(
-        isinstance(c, dict) and (c.get("name") in collector.COLLECTOR_CONTAINERS or kale.runs_kale(c))
+        isinstance(c, dict) and (c.get("name") in COLLECTOR_CONTAINERS or kale.runs_kale(c))
         for c in spec_list(pod, "containers")
     )
 
