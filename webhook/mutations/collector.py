@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Mapping, Sequence
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from service.config import Config
@@ -73,7 +73,9 @@ def _is_proxy(container: Any) -> bool:
     return isinstance(container, dict) and container.get("name") == PROXY_CONTAINER
 
 
+@lru_cache(maxsize=256)
 def _name_and_tag(image: str) -> tuple[str, str]:
+    """Cached: a cluster's trial Pods name a handful of collector images, each read twice per Pod."""
     name, _, tag = image.split("@", 1)[0].rsplit("/", 1)[-1].partition(":")
     return name, tag
 

@@ -18,7 +18,7 @@ string and a Kubernetes command/args string, so it contains no ``"``, backquote,
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import cache
 from typing import Any
 
@@ -114,25 +114,28 @@ def retry_program(hook_module: str, budget_seconds: int, max_delay_seconds: int)
     return program
 
 
-def _patched(program: str, config: Config) -> str | None:
-    """The program with the retry code before its hook, or None when it has no hook or has it already."""
-    hook = HOOK.search(program)
-    if hook is None or MARKER in program[: hook.start()]:
+def _insertion(text: str, start: int, end: int, config: Config) -> tuple[int, str] | None:
+    """Where in ``text`` the retry program goes, and the program, for the Python program that is
+    ``text[start:end]``; None when it has no hook or has the retry already. Searched in place: the
+    program is several KB, and copying it out costs more than the searches."""
+    hook = HOOK.search(text, start, end)
+    if hook is None or text.find(MARKER, start, hook.start()) >= 0:
         return None
-    insert = retry_program(hook["module"], config.kale_retry_seconds, config.kale_retry_max_delay_seconds)
-    return program[: hook.start()] + insert + program[hook.start() :]
+    program = retry_program(hook["module"], config.kale_retry_seconds, config.kale_retry_max_delay_seconds)
+    return hook.start(), program
 
 
-def _patched_shell(text: str, config: Config) -> str | None:
-    """Every ``python -c "…"`` program in a shell line patched; None when none needed it."""
+def _patched(text: str, programs: Iterable[tuple[int, int]], config: Config) -> str | None:
+    """``text`` with the retry inserted into each of its Python ``programs`` (spans) that needs it; None
+    when none did."""
     pieces: list[str] = []
     done = 0
-    for match in SHELL_PROGRAM.finditer(text):
-        program = _patched(match["program"], config)
-        if program is not None:
-            start, end = match.span("program")
-            pieces += (text[done:start], program)
-            done = end
+    for start, end in programs:
+        found = _insertion(text, start, end, config)
+        if found is not None:
+            at, program = found
+            pieces += (text[done:at], program)
+            done = at
     if not pieces:
         return None
     pieces.append(text[done:])
@@ -145,7 +148,8 @@ def python_program_index(argv: list[Any]) -> int | None:
     Only the first ``python…`` word counts, and its ``-c`` takes the next word, as python itself reads it.
     """
     for start, word in enumerate(argv):
-        if isinstance(word, str) and word.rsplit("/", 1)[-1].startswith("python"):
+        # The file name starts with "python": most words do not contain it at all, a cheap first test.
+        if isinstance(word, str) and "python" in word and word.startswith("python", word.rfind("/") + 1):
             for position in range(start + 1, len(argv) - 1):
                 option = argv[position]
                 if not isinstance(option, str) or not option.startswith("-"):
@@ -156,28 +160,32 @@ def python_program_index(argv: list[Any]) -> int | None:
     return None
 
 
-def _patched_argv(argv: list[Any], index: int, program_index: int | None, config: Config) -> str | None:
-    """``argv[index]`` patched, if it is a python ``-c`` program itself or a shell line that runs one."""
-    text = argv[index]
-    # Every program this patches names create_and_wait_kfp_run (HOOK needs it): a cheap first test.
-    if not isinstance(text, str) or ENTRY_POINT not in text:
-        return None
-    return _patched(text, config) if index == program_index else _patched_shell(text, config)
+def _patched_word(text: str, is_program: bool, config: Config) -> str | None:
+    """A word of argv patched, if it is a python ``-c`` program itself or a shell line that runs one."""
+    if is_program:
+        return _patched(text, ((0, len(text)),), config)
+    return _patched(text, (match.span("program") for match in SHELL_PROGRAM.finditer(text)), config)
+
+
+def _argv(container: Mapping[str, Any]) -> tuple[list[Any], int]:
+    """The container's command and args as one argv, and where the args start in it."""
+    command = container.get("command")
+    args = container.get("args")
+    command = command if isinstance(command, list) else []
+    return [*command, *(args if isinstance(args, list) else ())], len(command)
+
+
+def _names_entry_point(argv: list[Any]) -> bool:
+    try:
+        # One search of the joined words (the name holds no newline, so no match spans two of them).
+        return ENTRY_POINT in "\n".join(argv)
+    except TypeError:  # a word that is not a string
+        return any(isinstance(w, str) and ENTRY_POINT in w for w in argv)
 
 
 def runs_kale(container: Mapping[str, Any]) -> bool:
     """Whether a container's command or args name Kale's run-and-wait entry point."""
-    return _names_entry_point(container.get("command")) or _names_entry_point(container.get("args"))
-
-
-def _names_entry_point(words: Any) -> bool:
-    if not isinstance(words, list):
-        return False
-    try:
-        # One search of the joined words (the name holds no newline, so no match spans two of them).
-        return ENTRY_POINT in "\n".join(words)
-    except TypeError:  # a word that is not a string
-        return any(isinstance(w, str) and ENTRY_POINT in w for w in words)
+    return _names_entry_point(_argv(container)[0])
 
 
 def mutate(pod: Mapping[str, Any], config: Config) -> Mutation:
@@ -185,16 +193,16 @@ def mutate(pod: Mapping[str, Any], config: Config) -> Mutation:
     for index, container in enumerate(spec_list(pod, "containers")):
         if not isinstance(container, dict) or container.get("name") in COLLECTOR_CONTAINERS:
             continue  # not a dict, or Katib's collector: not Kale's
-        if not runs_kale(container):
+        argv, split = _argv(container)
+        if not _names_entry_point(argv):
             continue
-        command = container.get("command")
-        args = container.get("args")
-        argv = [*(command if isinstance(command, list) else ()), *(args if isinstance(args, list) else ())]
-        split = len(command) if isinstance(command, list) else 0
         program_index = python_program_index(argv)
         # Every word is patched, not just the first: a reinvocation must find nothing left to do.
-        for position in range(len(argv)):
-            patched = _patched_argv(argv, position, program_index, config)
+        for position, word in enumerate(argv):
+            # Every program this patches names the entry point (HOOK needs it): a cheap first test.
+            if not isinstance(word, str) or ENTRY_POINT not in word:
+                continue
+            patched = _patched_word(word, position == program_index, config)
             if patched is not None:
                 field, offset = ("command", position) if position < split else ("args", position - split)
                 path = f"{CONTAINERS}/{index}/{field}/{offset}"
