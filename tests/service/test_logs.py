@@ -1,10 +1,14 @@
 import io
 import json
 import logging
+import os
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
-from service.logs import JsonFormatter, info_event
+import pytest
+
+from service.logs import JsonFormatter, WriteThroughHandler, configure, info_event
 
 
 def record(created: float, **extra: object) -> logging.LogRecord:
@@ -113,3 +117,42 @@ def test_an_info_event_shows_what_a_filter_changed_or_added_as_logger_info_does(
         assert ("request" in event) is add
         del event["time"], info["time"]
         assert list(event.items()) == list(info.items())
+
+
+@pytest.fixture
+def root_logging() -> Iterator[None]:
+    """``configure`` replaces the root logger's handlers: put the test runner's back afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.usefixtures("root_logging")
+def test_on_a_write_through_stderr_each_line_reaches_the_file_without_a_flush(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)  # a line still held in a buffer fails the read instead of hanging
+    with io.TextIOWrapper(io.FileIO(write_end, "w"), write_through=True) as stream:
+        monkeypatch.setattr(sys, "stderr", stream)
+        configure("json")
+        [handler] = logging.getLogger().handlers
+        assert isinstance(handler, WriteThroughHandler)
+        logging.getLogger("tests.through").warning("first")
+        logging.getLogger("tests.through").warning("second")
+        lines = os.read(read_end, 65536).decode().splitlines()
+    os.close(read_end)
+    assert [json.loads(line)["message"] for line in lines] == ["first", "second"]
+
+
+@pytest.mark.usefixtures("root_logging")
+def test_a_buffered_stderr_keeps_the_flush_after_each_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = io.TextIOWrapper(io.BytesIO(), write_through=False)
+    monkeypatch.setattr(sys, "stderr", stream)
+    configure("text")
+    [handler] = logging.getLogger().handlers
+    assert type(handler) is logging.StreamHandler
+    logging.getLogger("tests.buffered").warning("kept")
+    assert b"kept" in stream.buffer.getvalue()
