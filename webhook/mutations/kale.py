@@ -8,8 +8,8 @@ program rebinds the module attribute ``get_run`` to a retrying wrapper: every Ka
 so this covers the wait loop, the metrics fetch and the workflow lookup alike.
 
 Only the trial's own containers are patched, never Katib's collector containers (they run Katib's
-collector, whatever their command names): so this mutation reads nothing the collector's writes, and
-runs without the collector's operations applied first (webhook/mutate.py).
+collector, whatever their command names): so this mutation reads nothing the collector mutation
+writes, and runs without the collector's operations applied first (webhook/mutate.py).
 
 The inserted text runs under the trial image's Python 3.6 and sits inside a double-quoted ``sh -c``
 string and a Kubernetes command/args string, so it contains no ``"``, backquote, ``$`` or backslash.
@@ -116,8 +116,8 @@ def retry_program(hook_module: str, budget_seconds: int, max_delay_seconds: int)
 
 def _insertion(text: str, start: int, end: int, config: Config) -> tuple[int, str] | None:
     """Where in ``text`` the retry program goes, and the program, for the Python program that is
-    ``text[start:end]``; None when it has no hook or has the retry already. Searched in place: the
-    program is several KB, and copying it out costs more than the searches."""
+    ``text[start:end]``; None when it has no hook or has the retry already. Searched in place, without
+    copying the program out of the shell line first."""
     hook = HOOK.search(text, start, end)
     if hook is None or text.find(MARKER, start, hook.start()) >= 0:
         return None
