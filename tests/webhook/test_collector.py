@@ -371,6 +371,8 @@ TOOLSETS = {
     "busybox": {"wget": SHELLS["busybox"], "sleep": SHELLS["busybox"]},
     # An image with Python and coreutils but no wget.
     "python": {"python3": os.path.realpath(sys.executable), "sleep": shutil.which("sleep")},
+    # Python only as `python`, as in Katib 0.10.0's TFEvent image (Python 2.7).
+    "python-named": {"python": os.path.realpath(sys.executable), "sleep": shutil.which("sleep")},
     # Neither an HTTP client nor pkill, nor even sleep: only the shell and /proc.
     "bare": {},
 }
@@ -477,7 +479,7 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}/quitquitquit"
 
 
-HTTP_IMAGES = [(shell, toolset) for shell in SHELLS for toolset in ("busybox", "python")]
+HTTP_IMAGES = [(shell, toolset) for shell in SHELLS for toolset in ("busybox", "python", "python-named")]
 ALL_IMAGES = [(shell, toolset) for shell in SHELLS for toolset in TOOLSETS]
 
 

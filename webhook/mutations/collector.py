@@ -177,8 +177,10 @@ def stop_script(entrypoint: Sequence[str], sidecar_stop: str) -> str:
         # The collector has run: its environment's proxy settings are no longer needed by anyone.
         "  unset http_proxy HTTP_PROXY\n"
         f"  within wget -q -O /dev/null --post-data= {QUIT_URL} && return 0\n"
-        f"  within python3 -c {shlex.quote(_PYTHON_POST)} && return 0\n"
-        f"  within python -c {shlex.quote(_PYTHON_POST)}\n"
+        "  for python in python3 python; do\n"
+        f'    within "$python" -c {shlex.quote(_PYTHON_POST)} && return 0\n'
+        "  done\n"
+        "  return 1\n"
         "}\n"
         if sidecar_stop == "quitquitquit"
         else ""
