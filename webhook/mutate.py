@@ -72,16 +72,13 @@ class Result(NamedTuple):
     ops: list[Op]
     warnings: list[str]
     outcomes: list[Outcome]
+    changed: list[str]
+    """The mutations whose operations are in the patch, in order."""
     failed: bool = False
 
     @property
     def obj(self) -> dict[str, Any]:
         return apply(self.base, self.pending) if self.pending else self.base
-
-    @property
-    def changed(self) -> list[str]:
-        """The mutations that patched the object, in order."""
-        return [outcome.mutation for outcome in self.outcomes if outcome.status == "patched"]
 
 
 def run(obj: dict[str, Any], kind: str, config: Config) -> Result:
@@ -97,6 +94,7 @@ def run(obj: dict[str, Any], kind: str, config: Config) -> Result:
     ops: list[Op] = []
     warnings: list[str] = []
     outcomes: list[Outcome] = []
+    changed: list[str] = []
     for name, function, independent_of in mutations(kind, config):
         if pending and not pending_from <= independent_of:
             try:
@@ -117,10 +115,11 @@ def run(obj: dict[str, Any], kind: str, config: Config) -> Result:
             pending.extend(mutation.ops)
             pending_from.add(name)
             ops.extend(mutation.ops)
+            changed.append(name)
         if mutation.warnings:
             warnings.extend(f"{name}: {warning}" for warning in mutation.warnings)
         outcomes.append(Outcome(name, "patched" if mutation.ops else "unchanged"))
-    return Result(current, pending, ops, warnings, outcomes)
+    return Result(current, pending, ops, warnings, outcomes, changed)
 
 
 def _unchanged(
@@ -129,7 +128,7 @@ def _unchanged(
     """The answer when mutation ``name`` failed unexpectedly: no patch at all, and why."""
     outcomes.append(Outcome(name, "error", error))
     warnings = [*warnings, f"{name}: internal error, object admitted unchanged"]
-    return Result(obj, [], [], warnings, outcomes, failed=True)
+    return Result(obj, [], [], warnings, outcomes, [], failed=True)
 
 
 class Mutated(NamedTuple):

@@ -222,6 +222,7 @@ def test_a_failing_mutation_leaves_the_whole_object_unchanged(monkeypatch: pytes
     assert result.ops == []
     assert result.obj == pod
     assert result.failed
+    assert result.changed == []  # "first" patched, but its operations are not sent either
     assert "broken" in result.warnings[-1]
     assert isinstance(result.outcomes[-1].error, RuntimeError)
 
