@@ -166,10 +166,10 @@ def test_mutations_declared_independent_give_the_fully_chained_patch(
     assert run(obj, kind, config).ops == fully_chained(obj, kind, config)
 
 
-def test_kale_leaves_katib_collector_containers_alone() -> None:
+def test_kale_leaves_katib_collector_and_istio_proxy_containers_alone() -> None:
     pod = trial_pod(kale="0.7")
     for container in pod["spec"]["containers"]:
-        if container["name"] in COLLECTOR_CONTAINERS:
+        if container["name"] in (*COLLECTOR_CONTAINERS, "istio-proxy"):
             container["args"] = [*container["args"], kale_command("0.7")]
     result = check(pod)
     assert result.changed == ["collector", "kale"]

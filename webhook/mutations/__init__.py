@@ -13,6 +13,9 @@ MutationFunction = Callable[[Mapping[str, Any], Config], Mutation]
 COLLECTOR_CONTAINERS = ("metrics-logger-and-collector", "metrics-collector")
 """Katib's metrics collector containers: StdOut/File ones, and TensorFlowEvent/Prometheus/Custom ones."""
 
+PROXY_CONTAINER = "istio-proxy"
+"""Istio's sidecar, as its injector names it (a container, or a native sidecar init container)."""
+
 ISTIO_INJECT = "sidecar.istio.io/inject"
 """Label (Istio >= 1.10 webhook selection, preferred by istiod >= 1.12) and deprecated annotation."""
 

@@ -19,12 +19,11 @@ from functools import cache, lru_cache
 from typing import Any
 
 from service.config import Config
-from webhook.mutations import COLLECTOR_CONTAINERS, CONTAINERS, ISTIO_INJECT, spec_list
+from webhook.mutations import COLLECTOR_CONTAINERS, CONTAINERS, ISTIO_INJECT, PROXY_CONTAINER, spec_list
 from webhook.patch import Mutation, Op, lookup, merge_into
 
 FILE_COLLECTOR_CONTAINER = COLLECTOR_CONTAINERS[0]
 """Always Katib's own file collector, whatever registry its image comes from."""
-PROXY_CONTAINER = "istio-proxy"
 QUIT_URL = "http://127.0.0.1:15020/quitquitquit"
 """pilot-agent's status port (Istio >= 1.3): localhost-only POST that drains and stops Envoy too."""
 MARKER = "# kubeflow-extension: Katib metrics collector, then stop the Istio proxy"

@@ -7,9 +7,10 @@ program rebinds the module attribute ``get_run`` to a retrying wrapper: every Ka
 ``get_run`` through the module at call time (``_wait_kfp_run`` <= 0.6, ``kfputils.get_run`` >= 0.7),
 so this covers the wait loop, the metrics fetch and the workflow lookup alike.
 
-Only the trial's own containers are patched, never Katib's collector containers (they run Katib's
-collector, whatever their command names): so this mutation reads nothing the collector mutation
-writes, and runs without the collector's operations applied first (webhook/mutate.py).
+Only the trial's own containers are patched, never Katib's collector containers or Istio's proxy
+(they run Katib's collector and Istio's agent, whatever their command names): so this mutation reads
+nothing the collector mutation writes, and runs without the collector's operations applied first
+(webhook/mutate.py).
 
 The inserted text runs under the trial image's Python 3.6 and sits inside a double-quoted ``sh -c``
 string and a Kubernetes command/args string, so it contains no ``"``, backquote, ``$`` or backslash.
@@ -23,7 +24,7 @@ from functools import cache
 from typing import Any
 
 from service.config import Config
-from webhook.mutations import COLLECTOR_CONTAINERS, CONTAINERS, spec_list
+from webhook.mutations import COLLECTOR_CONTAINERS, CONTAINERS, PROXY_CONTAINER, spec_list
 from webhook.patch import UNCHANGED, Mutation, Op
 
 ENTRY_POINT = "create_and_wait_kfp_run"
@@ -39,6 +40,8 @@ The options are bounded so that a hostile string cannot make the search quadrati
 written as the literal and then a look back for a word character before it, so that the search skips
 from one "python" to the next instead of trying every position (four times faster on Kale's line)."""
 FORBIDDEN = frozenset('"`$\\')
+NOT_KALES = frozenset({*COLLECTOR_CONTAINERS, PROXY_CONTAINER})
+"""Containers that never run Kale's program, by name: skipped without reading their command."""
 
 _RETRY = """{marker}
 import sys as _kfx_sys, time as _kfx_time, random as _kfx_random, socket as _kfx_socket
@@ -191,8 +194,8 @@ def runs_kale(container: Mapping[str, Any]) -> bool:
 def mutate(pod: Mapping[str, Any], config: Config) -> Mutation:
     ops: list[Op] = []
     for index, container in enumerate(spec_list(pod, "containers")):
-        if not isinstance(container, dict) or container.get("name") in COLLECTOR_CONTAINERS:
-            continue  # not a dict, or Katib's collector: not Kale's
+        if not isinstance(container, dict) or container.get("name") in NOT_KALES:
+            continue
         argv, split = _argv(container)
         if not _names_entry_point(argv):
             continue

@@ -18,10 +18,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from service.config import Config
-from webhook.mutations import COLLECTOR_CONTAINERS, kale, notebook, spec_list, trial_job
+from webhook.mutations import COLLECTOR_CONTAINERS, PROXY_CONTAINER, kale, notebook, spec_list, trial_job
 from webhook.patch import UNCHANGED, Mutation, Op, Token, lookup, pointer
-
-PROXY_CONTAINER = "istio-proxy"
 
 
 def token_volume(config: Config) -> dict[str, Any]:
