@@ -1,7 +1,8 @@
 """Which mutations apply to which kind, run in order, with their operations chained into one patch.
 
-Each mutation sees the object as the previous ones left it, so the concatenated operations apply in
-sequence to the object as sent. A mutation that fails unexpectedly makes the whole object pass
+Each mutation sees the object as the previous ones left it (or, when it reads nothing they write, as
+it was before their operations: the same to it), so the concatenated operations apply in sequence to
+the object as sent. A mutation that fails unexpectedly makes the whole object pass
 unchanged with a warning: admitting a Pod untouched is better than failing its creation.
 """
 
@@ -16,6 +17,8 @@ from webhook.patch import Op, ShapeError, apply
 
 
 class Step(NamedTuple):
+    """One mutation in a kind's sequence."""
+
     name: str
     """Labels metrics and warnings."""
     function: MutationFunction
@@ -29,7 +32,7 @@ MUTATIONS: Mapping[str, tuple[Step, ...]] = {
     "Pod": (
         Step("notebook", notebook.mutate),
         Step("collector", collector.mutate),
-        # Kale reads only the command and args of containers other than Katib's collectors.
+        # Kale reads only the command and args of containers other than Katib's collectors and Istio's proxy.
         Step("kale", kale.mutate, frozenset({"notebook", "collector"})),
     ),
     "Job": (Step("trial_job", trial_job.mutate),),
