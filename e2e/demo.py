@@ -47,7 +47,7 @@ from hooks.desired import CURRENT_ISTIO, desired
 from hooks.istio import MANAGED_BY, NAMESPACE_LABEL
 from service.config import IDENTITY_MODES, Config
 from tests.webhook import katib_objects
-from webhook.mutations import ISTIO_INJECT, collector, kale, token
+from webhook.mutations import ISTIO_INJECT, PROXY_CONTAINER, collector, kale, token
 
 # -- the diff: pure ---------------------------------------------------------------------------------
 
@@ -472,7 +472,7 @@ def check_token(checks: Checks, what: str, spec: Any, config: Config) -> None:
         len(volumes) == 1 and token.provides_token(volumes[0], config),
     )
     for item in lookup(spec, "containers") or []:
-        if item.get("name") == token.PROXY_CONTAINER:
+        if item.get("name") == PROXY_CONTAINER:
             continue
         mounted = any(
             m.get("name") == config.token_volume and m.get("mountPath") == config.token_directory

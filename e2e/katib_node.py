@@ -22,7 +22,7 @@ from e2e.controlplane import LOOPBACK, REPO_ROOT, ControlPlane, Kubectl, LocalSe
 from e2e.katib_db import KatibDatabase
 from e2e.node import IMAGE_REGISTRY, Node, busybox_applets
 from e2e.processes import ManagedProcess, eventually, free_port, wait_until
-from webhook.mutations.collector import PROXY_CONTAINER
+from webhook.mutations import PROXY_CONTAINER
 
 KATIB_VERSION = versions.parse_env_file(versions.VERSIONS_FILE.read_text())["KATIB_VERSION"]
 COLLECTOR_IMAGE = f"{IMAGE_REGISTRY}/katib/file-metrics-collector:v{KATIB_VERSION}"
