@@ -177,6 +177,14 @@ def test_kale_leaves_katib_collector_and_istio_proxy_containers_alone() -> None:
     assert [pod["spec"]["containers"][int(index)]["name"] for index in patched] == ["main"]
 
 
+@pytest.mark.parametrize("name", [["main"], {"a": 1}, None, 3])
+def test_a_container_name_of_any_json_type_is_no_error(name: Any) -> None:
+    pod = trial_pod(kale="0.7")
+    pod["spec"]["containers"][0]["name"] = name
+    result = run(pod, "Pod", CONFIG)
+    assert not result.failed, result.outcomes
+
+
 @settings(max_examples=300)
 @given(
     st.sampled_from(["Pod", "Job"]), st.dictionaries(st.sampled_from(["metadata", "spec", "x"]), json_values)

@@ -40,8 +40,9 @@ The options are bounded so that a hostile string cannot make the search quadrati
 written as the literal and then a look back for a word character before it, so that the search skips
 from one "python" to the next instead of trying every position (four times faster on Kale's line)."""
 FORBIDDEN = frozenset('"`$\\')
-NOT_KALES = frozenset({*COLLECTOR_CONTAINERS, PROXY_CONTAINER})
-"""Containers that never run Kale's program, by name: skipped without reading their command."""
+NOT_KALES = (*COLLECTOR_CONTAINERS, PROXY_CONTAINER)
+"""Containers that never run Kale's program, by name: skipped without reading their command. A tuple:
+``in`` compares, where a set would hash, and a malformed name may be a list."""
 
 _RETRY = """{marker}
 import sys as _kfx_sys, time as _kfx_time, random as _kfx_random, socket as _kfx_socket
