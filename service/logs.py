@@ -42,9 +42,14 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         attributes = vars(record)
-        if isinstance(record, EventRecord) and len(attributes) == record.size:
-            # Nothing was added since it was made: its extra fields are the event's, their values read
-            # from the record (a filter may change one). Scanning all ~30 names costs 8k instructions more.
+        if (
+            isinstance(record, EventRecord)
+            and len(attributes) == record.size
+            and attributes.keys() >= record.fields.keys()
+        ):
+            # As many attributes as when it was made, its fields among them: nothing was added, so its
+            # extra fields are the event's, their values read from the record (a filter may change
+            # one). Scanning all ~30 names costs 8k instructions more.
             for key in record.fields:
                 entry[key] = attributes[key]
         else:

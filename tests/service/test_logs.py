@@ -84,26 +84,28 @@ def test_an_info_event_reads_like_any_record_in_the_text_format_and_honours_the_
 
 
 class _Contextual(logging.Filter):
-    """What a platform's logging setup may do: change a field, or add one, on every record."""
+    """What a platform's logging setup may do to every record: change a field, add one, or replace one."""
 
-    def __init__(self, add: bool) -> None:
+    def __init__(self, change: str) -> None:
         super().__init__()
-        self.add = add
+        self.change = change
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.kind = "changed"
-        if self.add:
+        if self.change in ("add", "replace"):
             record.request = "r-1"
+        if self.change == "replace":
+            delattr(record, "operations")
         return True
 
 
 def test_an_info_event_shows_what_a_filter_changed_or_added_as_logger_info_does() -> None:
     fields = {"kind": "Pod", "operations": 3}
-    for add in (False, True):
+    for change in ("value", "add", "replace"):
         stream = io.StringIO()
         handler = logging.StreamHandler(stream)
         handler.setFormatter(JsonFormatter())
-        handler.addFilter(_Contextual(add))
+        handler.addFilter(_Contextual(change))
         logger = logging.getLogger("tests.filtered")
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
@@ -114,7 +116,8 @@ def test_an_info_event_shows_what_a_filter_changed_or_added_as_logger_info_does(
             logger.removeHandler(handler)
         event, info = (json.loads(line) for line in stream.getvalue().splitlines())
         assert event["kind"] == "changed"
-        assert ("request" in event) is add
+        assert ("request" in event) is (change != "value")
+        assert ("operations" in event) is (change != "replace")
         del event["time"], info["time"]
         assert list(event.items()) == list(info.items())
 
