@@ -52,10 +52,19 @@ def _never(hooks: Hooks) -> Hooks:
     return hooks
 
 
-def _trial_pods_only_unconditional(hooks: Hooks) -> Hooks:
+def _no_match_conditions(hooks: Hooks) -> Hooks:
+    for hook in hooks:
+        hook.pop("matchConditions", None)
+    return hooks
+
+
+def _trial_pods_only(hooks: Hooks) -> Hooks:
     (trial_pods,) = [h for h in hooks if h["name"].startswith("trial-pods.")]
-    trial_pods.pop("matchConditions")
     return [trial_pods]
+
+
+def _trial_pods_only_unconditional(hooks: Hooks) -> Hooks:
+    return _no_match_conditions(_trial_pods_only(hooks))
 
 
 @dataclass(frozen=True)
@@ -80,6 +89,18 @@ SIDES = (
         "bare ceiling, only the trial-pods webhook, no matchConditions",
         path="/mutate",
         webhooks=_trial_pods_only_unconditional,
+    ),
+    Side(
+        "no-conditions",
+        "bare ceiling, our three webhooks without matchConditions",
+        path="/mutate",
+        webhooks=_no_match_conditions,
+    ),
+    Side(
+        "trial-pods-only",
+        "bare ceiling, only the trial-pods webhook, with its matchConditions",
+        path="/mutate",
+        webhooks=_trial_pods_only,
     ),
     Side("patch", "our patch for this Pod (3 ops)", path="/patch/ours-large"),
     Side("patch-never", "our patch, reinvocationPolicy Never", path="/patch/ours-large", webhooks=_never),
