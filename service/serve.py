@@ -11,6 +11,16 @@ import uvicorn
 from service import logs
 from service.tls import ReloadingContext
 
+IDLE_CONNECTION_SECONDS = 120
+"""How long an idle keep-alive connection stays open: longer than its clients keep one.
+
+kube-apiserver (client-go's transport) and Metacontroller (Go's default transport) keep idle connections
+for 90 s and send the next request on one without waiting. Were the server to close it first (uvicorn's
+default is 5 s), a request sent as the close crosses it fails with EOF, and Go does not retry a POST:
+an admission review failed that way refuses a trial Pod (failurePolicy Fail). Closing after the client
+has let go removes the race; shutdown still closes idle connections at once.
+"""
+
 
 class TLSRequiredError(ValueError):
     """The app must not be served without a certificate (the API server only calls webhooks over TLS)."""
@@ -43,6 +53,7 @@ def build_server(
         log_config=None,  # service.logs has configured logging already
         access_log=False,  # the apps log what matters; probes would flood the log
         server_header=False,
+        timeout_keep_alive=IDLE_CONNECTION_SECONDS,
         lifespan="off",
         loop="asyncio",  # its TLS connections are made with SSLContext.wrap_bio, where reloading hooks in
     )

@@ -133,6 +133,24 @@ def test_webhook_is_served_over_https(pki: Pki, https_server: int) -> None:
     assert served_serial(https_server, authority) == authority.first_serial
 
 
+def test_an_idle_connection_stays_open_past_uvicorns_default(pki: Pki, https_server: int) -> None:
+    """The API server reuses idle connections for 90 s; one closed under it fails an admission with EOF."""
+    authority, _, _ = pki
+    connection = http.client.HTTPSConnection(
+        "127.0.0.1", https_server, context=client_context(authority), timeout=10
+    )
+    try:
+        connection.request("GET", "/healthz")
+        first = connection.getresponse()
+        first.read()
+        assert first.getheader("connection") != "close"
+        time.sleep(uvicorn.Config("webhook.app:app").timeout_keep_alive + 1)
+        connection.request("GET", "/healthz")  # on the same socket: http.client reconnects only when told
+        assert connection.getresponse().status == 200
+    finally:
+        connection.close()
+
+
 @pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
 def test_tls_below_1_2_is_refused(pki: Pki, https_server: int) -> None:
     authority, _, _ = pki
