@@ -53,6 +53,7 @@ from e2e.processes import (
     stop_pid,
     wait_until,
 )
+from service.cli import APPS
 
 REPO_ROOT = versions_module.E2E_DIR.parent
 LOOPBACK = "127.0.0.1"
@@ -190,8 +191,8 @@ class Kubectl:
 
 @dataclass
 class LocalService:
-    """One of the project's ASGI apps served by uvicorn on 127.0.0.1 (HTTPS when ``tls`` is given); with
-    ``image``, by ``kubeflow-extension serve`` in that image under podman, as its Deployment runs it."""
+    """One of the project's ASGI apps served by ``kubeflow-extension serve`` on 127.0.0.1 (HTTPS when
+    ``tls`` is given), as its Deployment runs it: here, or with ``image`` in that image under podman."""
 
     name: str
     app: str
@@ -221,17 +222,20 @@ class LocalService:
         return http_get(f"{self.url}/healthz", context=self._context()) == 200
 
     def start(self, timeout: float = 30.0) -> LocalService:
-        """Start uvicorn (again, on the same port) and wait until ``/healthz`` answers 200."""
+        """Start the service (again, on the same port) and wait until ``/healthz`` answers 200."""
         if self.alive:
             raise RuntimeError(f"{self.name} is already running on {self.url}")
         if self.image is not None:
             podman.remove(self.container.name)
-            argv = podman.run_argv(self.image, self.container, self.serve_args())
+            mounted = CertFiles(Path(podman.TLS_DIR, "tls.crt"), Path(podman.TLS_DIR, "tls.key"))
+            in_container = None if self.tls is None else mounted
+            argv = podman.run_argv(self.image, self.container, self.serve_args(in_container))
             timeout = max(timeout, CONTAINER_READY_TIMEOUT)
-        else:
-            argv = [sys.executable, "-m", "uvicorn", self.app, "--host", LOOPBACK, "--port", str(self.port)]
-            if self.tls is not None:
-                argv += ["--ssl-certfile", str(self.tls.cert), "--ssl-keyfile", str(self.tls.key)]
+        elif self.app in APPS.values():
+            argv = [sys.executable, "-m", "service.cli", *self.serve_args(self.tls)]
+        else:  # a benchmark's app, served through the same service.serve
+            files = [] if self.tls is None else [str(self.tls.cert), str(self.tls.key)]
+            argv = [sys.executable, "-m", "bench.server", self.app, str(self.port), *files]
         self.process = ManagedProcess(
             self.name,
             argv,
@@ -271,10 +275,11 @@ class LocalService:
             tmpfs=["/tmp"] if self.tls is not None else [],
         )
 
-    def serve_args(self) -> list[str]:
+    def serve_args(self, tls: CertFiles | None) -> list[str]:
+        """``kubeflow-extension serve`` as the Deployment runs it, with the certificate at ``tls``."""
         args = ["serve", self.service, "--host", LOOPBACK, "--port", str(self.port), "--log-format", "text"]
-        if self.tls is not None:
-            args += ["--certfile", f"{podman.TLS_DIR}/tls.crt", "--keyfile", f"{podman.TLS_DIR}/tls.key"]
+        if tls is not None:
+            args += ["--certfile", str(tls.cert), "--keyfile", str(tls.key)]
         return args
 
 
