@@ -7,7 +7,7 @@ Per side: client latency, kube-apiserver CPU per Pod (``/proc``), and the deltas
 metrics per Pod (time in mutating webhooks, in its in-tree admission plugins, webhook calls). Then a CPU
 profile of kube-apiserver (``/debug/pprof/profile``) while creating Pods on two sides, for ``go tool pprof``.
 
-``python -m bench.pod_explain [--quick] [--profiles DIR]``
+``python -m bench.pod_explain [--quick] [--profiles DIR] [--sides A,B] [--rounds N] [--clients 1,10]``
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ SIDES = (
     Side("small-ceiling", "5 KiB Pod, bare ceiling", size=SMALL, path="/mutate"),
     Side("small-patch", "5 KiB Pod, our patch for it", size=SMALL, path="/patch/ours-small"),
 )
-PROFILED = ("ceiling", "patch")
+PROFILED = ("ceiling", "no-conditions", "patch")
 
 
 def patches() -> dict[str, list[dict[str, Any]]]:
@@ -225,17 +225,26 @@ def profile(creator: Creator, apiserver: Apiserver, side: Side, seconds: int, in
     return pods
 
 
-def run(durations: Durations, work_dir: Path, profiles: Path | None = None) -> dict[str, Any]:
+def run(
+    durations: Durations,
+    work_dir: Path,
+    profiles: Path | None = None,
+    sides: tuple[Side, ...] = SIDES,
+    rounds: int = 2,
+    concurrency: tuple[int, ...] = (1, 10),
+) -> dict[str, Any]:
+    """Every side at each number of clients in ``concurrency``, ``rounds`` times alternating; then the
+    profiled sides among them."""
     from e2e.controlplane import ControlPlane
 
     quick = durations.rounds == 1
-    plan = {1: 60, 10: 150} if quick else {1: 150, 10: 300}
-    rounds = 2
-    results: dict[str, Any] = {"clients": {}, "sides": {s.name: s.hypothesis for s in SIDES}, "profiles": {}}
+    pods_per_round = {1: 60, 10: 150} if quick else {1: 150, 10: 300}
+    plan = {clients: pods_per_round.get(clients, pods_per_round[10]) for clients in concurrency}
+    results: dict[str, Any] = {"clients": {}, "sides": {s.name: s.hypothesis for s in sides}, "profiles": {}}
     with ControlPlane(profiling=True) as plane:
         ceiling = start_ceiling(plane, patches())
         documents: list[dict[str, Any]] = []
-        for side in SIDES:
+        for side in sides:
             labels: dict[str, str] = {}
             if side.path is not None:
                 labels = {"kfext-bench": side.name}
@@ -249,17 +258,17 @@ def run(durations: Durations, work_dir: Path, profiles: Path | None = None) -> d
         creator = Creator(
             int(plane.server.rsplit(":", 1)[1]),
             admin_context(plane.kubeconfig, work_dir),
-            {side.namespace: pod_body(side.namespace, side.size) for side in SIDES},
+            {side.namespace: pod_body(side.namespace, side.size) for side in sides},
         )
         assert apiserver_process.pid is not None
         apiserver = Apiserver(creator, apiserver_process.pid)
         time.sleep(3)  # the API server's informer picks up the new webhook configurations
-        for side in SIDES:
+        for side in sides:
             creator.batch(side.namespace, 10, 50)
         for clients, per_round in plan.items():
             totals: dict[str, dict[str, Any]] = {}
             for round_index in range(rounds):
-                order = SIDES if round_index % 2 == 0 else tuple(reversed(SIDES))
+                order = sides if round_index % 2 == 0 else tuple(reversed(sides))
                 for side in order:
                     figures = measure(creator, apiserver, side, clients, per_round)
                     total = totals.setdefault(side.name, {"latencies": []})
@@ -268,12 +277,13 @@ def run(durations: Durations, work_dir: Path, profiles: Path | None = None) -> d
                         total[name] = total.get(name, 0.0) + value
             base = stats.summary_ms(totals["none"]["latencies"])
             rows = {}
-            for side in SIDES:
+            for side in sides:
                 total = totals[side.name]
                 pods = len(total["latencies"])
                 summary = stats.summary_ms(total["latencies"])
-                small_base = stats.summary_ms(totals["small-none"]["latencies"])
-                reference = small_base if side.size == SMALL else base
+                reference = (
+                    stats.summary_ms(totals["small-none"]["latencies"]) if side.size == SMALL else base
+                )
                 rows[side.name] = {
                     "p50": summary["p50"],
                     "p99": summary["p99"],
@@ -292,8 +302,8 @@ def run(durations: Durations, work_dir: Path, profiles: Path | None = None) -> d
             results["clients"][clients] = rows
             progress(f"  explain, {clients:2} clients: done")
         seconds = 8 if quick else 15
-        for name in PROFILED:
-            (side,) = [s for s in SIDES if s.name == name]
+        for side in (s for s in sides if s.name in PROFILED):
+            name = side.name
             path = work_dir / f"kube-apiserver-{name}.pprof"
             pods = profile(creator, apiserver, side, seconds, path)
             results["profiles"][name] = {"pods": pods, "seconds": seconds}
@@ -340,9 +350,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--profiles", type=Path, help="keep kube-apiserver's CPU profiles here")
+    parser.add_argument(
+        "--sides",
+        help="comma-separated side names (default all; none, and small-none for 5 KiB sides, added)",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per number of clients")
+    parser.add_argument("--clients", default="1,10", help="comma-separated numbers of concurrent clients")
     arguments = parser.parse_args()
+    sides: tuple[Side, ...] = SIDES
+    if arguments.sides:
+        by_name = {s.name: s for s in SIDES}
+        wanted = ["none", *arguments.sides.split(",")]
+        if any(by_name[name].size == SMALL for name in wanted if name in by_name):
+            wanted.insert(1, "small-none")
+        unknown = set(wanted) - by_name.keys()
+        if unknown:
+            parser.error(f"unknown sides: {', '.join(sorted(unknown))}")
+        sides = tuple(by_name[name] for name in dict.fromkeys(wanted))  # in the order given
+    concurrency = tuple(int(clients) for clients in arguments.clients.split(","))
     with tempfile.TemporaryDirectory(prefix="kfext-bench-") as work:
-        result = run(Durations.pick(arguments.quick), Path(work), arguments.profiles)
+        result = run(
+            Durations.pick(arguments.quick),
+            Path(work),
+            arguments.profiles,
+            sides,
+            arguments.rounds,
+            concurrency,
+        )
     print(report(result))
     print(orjson.dumps(result["clients"], option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
 
