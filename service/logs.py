@@ -59,6 +59,17 @@ class JsonFormatter(logging.Formatter):
             entry["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(entry, default=str).decode()
 
+    def event_line(self, name: str, message: str, fields: Mapping[str, Any]) -> str:
+        """The line ``format`` makes of an INFO event's record (``EventRecord``) made now, nothing added."""
+        entry: dict[str, Any] = {
+            "time": self._formatted_time(time.time()),
+            "level": "info",
+            "logger": name,
+            "message": message,
+        }
+        entry.update(fields)
+        return orjson.dumps(entry, default=str).decode()
+
 
 _STARTED = time.time()
 
@@ -104,10 +115,45 @@ class EventRecord(logging.LogRecord):
 
 
 def info_event(logger: logging.Logger, message: str, fields: Mapping[str, Any]) -> None:
-    """``logger.info(message, extra=fields)`` for a line written per request, at about half the cost
-    (measured with callgrind): an EventRecord handed straight to the logger's handlers."""
-    if logger.isEnabledFor(logging.INFO):
+    """``logger.info(message, extra=fields)`` for a line written per request, at a fraction of the cost.
+
+    Where the record would reach only the JSON handler ``configure`` installs, with no filter on the way,
+    the line is written to it directly (a fifth of the cost, measured with callgrind); anywhere else an
+    EventRecord is handed to the logger's handlers (half the cost), so any other setup sees a record.
+    """
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    handler = _sole_json_handler(logger)
+    if handler is None:
         logger.handle(EventRecord(logger.name, message, fields))
+    else:
+        handler.write_event(logger.name, message, fields)
+
+
+def _sole_json_handler(logger: logging.Logger) -> WriteThroughHandler | None:
+    """The handler an INFO record of ``logger`` would reach alone, unfiltered, if it is configure's JSON one.
+
+    Walks the loggers as ``Logger.callHandlers`` does: a few attribute reads, so a handler or filter
+    added at any time (by a platform's logging setup, or a test) is seen on the next event.
+    """
+    if logger.filters:
+        return None
+    found = None
+    current: logging.Logger | None = logger
+    while current is not None:
+        for handler in current.handlers:
+            if found is not None:
+                return None
+            found = handler
+        current = current.parent if current.propagate else None
+    if (
+        type(found) is WriteThroughHandler
+        and not found.filters
+        and found.level <= logging.INFO
+        and type(found.formatter) is JsonFormatter
+    ):
+        return found
+    return None
 
 
 class WriteThroughHandler(logging.StreamHandler[TextIO]):
@@ -117,6 +163,18 @@ class WriteThroughHandler(logging.StreamHandler[TextIO]):
 
     def flush(self) -> None:
         """Nothing is held back: ``emit`` wrote the record to the OS."""
+
+    def write_event(self, name: str, message: str, fields: Mapping[str, Any]) -> None:
+        """What ``emit`` does with an INFO event's record, without making the record: the same JSON line
+        (``JsonFormatter.event_line``), written under the handler's lock, an error reported as emit's is."""
+        formatter = self.formatter
+        assert isinstance(formatter, JsonFormatter)
+        try:
+            line = formatter.event_line(name, message, fields) + self.terminator
+            with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
+                self.stream.write(line)
+        except Exception:  # as emit: a log line that cannot be written must not fail the request
+            self.handleError(EventRecord(name, message, fields))
 
 
 def writes_through(stream: Any) -> bool:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from service.logs import JsonFormatter, WriteThroughHandler, configure, info_event
+from service.logs import JsonFormatter, WriteThroughHandler, _sole_json_handler, configure, info_event
 
 
 def record(created: float, **extra: object) -> logging.LogRecord:
@@ -159,3 +159,123 @@ def test_a_buffered_stderr_keeps_the_flush_after_each_line(monkeypatch: pytest.M
     assert type(handler) is logging.StreamHandler
     logging.getLogger("tests.buffered").warning("kept")
     assert b"kept" in stream.buffer.getvalue()
+
+
+@pytest.fixture
+def json_on_a_pipe(monkeypatch: pytest.MonkeyPatch, root_logging: None) -> Iterator[Callable[[], list[str]]]:
+    """``configure("json")`` with stderr a write-through pipe, as in a container; yields a reader of the
+    lines written so far."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    with io.TextIOWrapper(io.FileIO(write_end, "w"), write_through=True) as stream:
+        monkeypatch.setattr(sys, "stderr", stream)
+        configure("json")
+
+        def lines() -> list[str]:
+            try:
+                return os.read(read_end, 65536).decode().splitlines()
+            except BlockingIOError:  # nothing written
+                return []
+
+        yield lines
+    os.close(read_end)
+
+
+def _only_configured_handlers() -> None:
+    """Drop the handlers pytest's log capture adds to the root logger for each test's call: in a
+    service, configure's handler is the root logger's only one."""
+    root = logging.getLogger()
+    root.handlers[:] = [handler for handler in root.handlers if type(handler) is WriteThroughHandler]
+
+
+def test_under_the_json_configuration_an_info_event_is_written_as_logger_info_writes_it(
+    json_on_a_pipe: Callable[[], list[str]],
+) -> None:
+    _only_configured_handlers()
+    logger = logging.getLogger("tests.direct")
+    assert _sole_json_handler(logger) is logging.getLogger().handlers[0]
+    fields = {"kind": "Pod", "operations": 3, "warnings": ["w"], "dry_run": False, "when": object()}
+    _both(logger, fields)
+    event, info = (json.loads(line) for line in json_on_a_pipe())
+    del event["time"], info["time"]
+    assert list(event.items()) == list(info.items())
+    assert event["logger"] == "tests.direct"
+    assert event["level"] == "info"
+
+
+def _with_a_filter_on_the_handler(logger: logging.Logger) -> None:
+    logging.getLogger().handlers[0].addFilter(_Contextual("value"))
+
+
+def _with_a_filter_on_the_logger(logger: logging.Logger) -> None:
+    logger.addFilter(_Contextual("value"))
+
+
+def _with_a_second_handler(logger: logging.Logger) -> None:
+    logging.getLogger("tests").addHandler(logging.StreamHandler(io.StringIO()))
+
+
+def _without_propagation(logger: logging.Logger) -> None:
+    logger.propagate = False
+    logger.addHandler(logging.StreamHandler(io.StringIO()))
+
+
+def _in_the_text_format(logger: logging.Logger) -> None:
+    logging.getLogger().handlers[0].setFormatter(logging.Formatter("%(message)s"))
+
+
+def _with_the_handler_above_info(logger: logging.Logger) -> None:
+    logging.getLogger().handlers[0].setLevel(logging.WARNING)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        _with_a_filter_on_the_handler,
+        _with_a_filter_on_the_logger,
+        _with_a_second_handler,
+        _without_propagation,
+        _in_the_text_format,
+        _with_the_handler_above_info,
+    ],
+)
+def test_any_other_logging_setup_gets_the_record(
+    json_on_a_pipe: Callable[[], list[str]], change: Callable[[logging.Logger], None]
+) -> None:
+    _only_configured_handlers()
+    logger = logging.getLogger("tests.other.setup")
+    try:
+        change(logger)
+        assert _sole_json_handler(logger) is None
+        info_event(logger, "admitted", {"kind": "Pod"})
+        lines = json_on_a_pipe()
+        if change in (_with_a_filter_on_the_handler, _with_a_filter_on_the_logger):
+            assert [json.loads(line)["kind"] for line in lines] == ["changed"]  # the filter saw a record
+        elif change in (_without_propagation, _with_the_handler_above_info):
+            assert lines == []  # the root handler gets nothing, as for logger.info
+        elif change is _in_the_text_format:
+            assert lines == ["admitted"]
+        else:
+            assert [json.loads(line)["kind"] for line in lines] == ["Pod"]
+    finally:
+        logger.filters.clear()
+        logger.handlers.clear()
+        logger.propagate = True
+        logging.getLogger("tests").handlers.clear()
+
+
+def test_an_info_event_that_cannot_be_written_does_not_fail_the_caller(
+    monkeypatch: pytest.MonkeyPatch, root_logging: None
+) -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write now fails with EPIPE
+    with io.TextIOWrapper(io.FileIO(write_end, "w"), write_through=True) as stream:
+        monkeypatch.setattr(sys, "stderr", stream)
+        configure("json")
+        _only_configured_handlers()
+        logger = logging.getLogger("tests.broken")
+        assert _sole_json_handler(logger) is not None
+        reported: list[logging.LogRecord] = []
+        monkeypatch.setattr(logging.getLogger().handlers[0], "handleError", reported.append)
+        info_event(logger, "admitted", {"kind": "Pod"})
+    assert [(r.getMessage(), r.__dict__["kind"]) for r in reported] == [("admitted", "Pod")]
