@@ -203,7 +203,24 @@ def test_without_a_classic_proxy_only_the_wait_flag_changes(version: str, proxy:
     container = collector_of(after)
     assert "command" not in container
     assert "-w=false" in container["args"]
-    assert [op["path"] for op in result.ops] == ["/spec/containers/1/args"]
+    (op,) = result.ops
+    original = collector_of(pod)["args"]
+    if container["args"] == ["-w=false", *original]:  # the flag in front: only it is sent
+        assert op == {"op": "add", "path": "/spec/containers/1/args/0", "value": "-w=false"}
+    else:  # a -w form given was replaced where it stood
+        assert op["path"] == "/spec/containers/1/args"
+    assert mutate(after, CONFIG).ops == ()
+
+
+@pytest.mark.parametrize("args", [[], None, "absent"])
+def test_a_collector_given_no_arguments_gets_only_the_wait_flag(args: list[str] | str | None) -> None:
+    pod = trial_pod(proxy=None)
+    if args == "absent":
+        del collector_of(pod)["args"]
+    else:
+        collector_of(pod)["args"] = args
+    after, _ = apply(pod)
+    assert collector_of(after)["args"] == ["-w=false"]
     assert mutate(after, CONFIG).ops == ()
 
 

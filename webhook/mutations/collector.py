@@ -256,11 +256,14 @@ def _container(pod: Mapping[str, Any], index: int, container: Mapping[str, Any],
     if not isinstance(args, list) or not _all_strings(args):
         return Mutation(warnings=(f"container {name}: args are not a list of strings; unchanged",))
     wanted: dict[str, Any] = {}
-    new_args = wait_only_for_main(args, wait_form(image if isinstance(image, str) else "", args))
-    if new_args != args:
-        wanted["args"] = new_args
     warnings: list[str] = []
     ops: list[Op] = []
+    new_args = wait_only_for_main(args, wait_form(image if isinstance(image, str) else "", args))
+    if len(new_args) == len(args) + 1 and new_args[1:] == args and isinstance(container.get("args"), list):
+        # The usual change, one flag put in front: one small add rather than the whole list again.
+        ops.append({"op": "add", "path": f"{path}/args/0", "value": new_args[0]})
+    elif new_args != args:
+        wanted["args"] = new_args
     command = container.get("command")
     ours = is_wrapper(command)
     if classic_proxy(pod):
@@ -275,7 +278,7 @@ def _container(pod: Mapping[str, Any], index: int, container: Mapping[str, Any],
             wanted["command"] = wrapper_command(entrypoint, config.sidecar_stop, name)
     elif ours:
         ops.append({"op": "remove", "path": f"{path}/command"})
-    ops[:0] = merge_into(container, path, wanted)
+    ops += merge_into(container, path, wanted)
     return Mutation(tuple(ops), tuple(warnings))
 
 
