@@ -352,7 +352,7 @@ def main() -> None:
     parser.add_argument("--profiles", type=Path, help="keep kube-apiserver's CPU profiles here")
     parser.add_argument(
         "--sides",
-        help="comma-separated side names (default all; none, and small-none for 5 KiB sides, added)",
+        help="side names, comma-separated, run in that order (default all; their no-webhook baselines added)",
     )
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per number of clients")
     parser.add_argument("--clients", default="1,10", help="comma-separated numbers of concurrent clients")
