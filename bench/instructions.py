@@ -198,7 +198,7 @@ def report(result: dict[str, Any]) -> str:
             f"{r['ceiling'] / r['webhook']:.2f}",
             f"{r['https_webhook'] / 1000:,.0f}",
             f"{r['https_ceiling'] / 1000:,.0f}",
-            f"{r['https_ceiling'] / r['https_webhook']:.3f}",
+            f"{r['https_ceiling'] / r['https_webhook']:.4f}",
         ]
         for r in result["rows"]
     ]
