@@ -277,7 +277,7 @@ class LocalService:
 
     def serve_args(self, tls: CertFiles | None) -> list[str]:
         """``kubeflow-extension serve`` as the Deployment runs it, with the certificate at ``tls``."""
-        args = ["serve", self.service, "--host", LOOPBACK, "--port", str(self.port), "--log-format", "text"]
+        args = ["serve", self.service, "--host", LOOPBACK, "--port", str(self.port)]  # JSON lines by default
         if tls is not None:
             args += ["--certfile", str(tls.cert), "--keyfile", str(tls.key)]
         return args
@@ -566,8 +566,9 @@ class ControlPlane(ProcessGroup):
         env: Mapping[str, str] | None = None,
         timeout: float = 30.0,
     ) -> LocalService:
-        """Serve ``app`` (``module:attribute``) with uvicorn on a free port, or from the control plane's
-        ``image``; HTTPS with a cert from the run's CA when ``tls``. Returns once ``/healthz`` answers.
+        """Serve ``app`` (``module:attribute``) on a free port as its Deployment does, or from the control
+        plane's ``image``; HTTPS with a cert from the run's CA when ``tls``. Returns once ``/healthz``
+        answers.
 
         ``name`` names its log and certificate files; a name this control plane has served before (test
         modules share one) gets a numbered suffix, so no earlier file is overwritten or reused."""

@@ -125,13 +125,28 @@ def test_native_sidecar_trial_pod_only_stops_waiting_for_the_proxy(kubectl: Kube
 
 @pytest.mark.usefixtures("admission")
 @pytest.mark.parametrize("kale_version", ["0.6", "0.7"])
-def test_kale_trial_pod_is_stored_with_the_retry_program(kubectl: Kubectl, kale_version: str) -> None:
+def test_kale_trial_pod_is_stored_with_the_retry_program(
+    kubectl: Kubectl, webhook_server: LocalService, kale_version: str
+) -> None:
     pod = katib_objects.trial_pod("v0.19", proxy="classic", kale=kale_version)
     pod["metadata"]["generateName"] = f"kale-{kale_version.replace('.', '-')}-"
     stored = create(kubectl, pod)
     main = stored["spec"]["containers"][0]
     assert kale.MARKER in main["args"][0]
     assert main["args"][0].count(kale.MARKER) == 1
+    # The audit line, as the service writes it by default: one JSON object per line (the harness adds
+    # a "==> command" line at each start).
+    log = webhook_server.log_path.read_text().splitlines()
+    entries = [json.loads(line) for line in log if line and not line.startswith("==> ")]
+    names = (stored["metadata"]["name"], stored["metadata"]["generateName"])
+    (audit,) = [e for e in entries if e["message"] == "admitted" and e.get("object") in names]
+    fields = ("level", "logger", "kind", "namespace", "mutations", "warnings", "dry_run")
+    assert {k: audit[k] for k in fields} == {
+        "level": "info", "logger": "webhook.app", "kind": "Pod", "namespace": NAMESPACE,
+        "mutations": "collector+kale", "warnings": [], "dry_run": False,
+    }  # fmt: skip
+    assert audit["operations"] >= 3  # the wait flag, the collector's wrapper, the retry program
+    assert audit["uid"] and audit["time"]
 
 
 @pytest.mark.usefixtures("admission")
