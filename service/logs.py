@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Mapping
 from itertools import filterfalse
-from typing import Any, ClassVar, TextIO
+from typing import Any, ClassVar, TextIO, cast
 
 import orjson
 
@@ -34,13 +34,12 @@ class JsonFormatter(logging.Formatter):
             self._second = second
         return self._time
 
+    def _entry(self, created: float, level: str, name: str, message: str) -> dict[str, Any]:
+        """The fields every line begins with, in this order; a record's or an event's own follow."""
+        return {"time": self._formatted_time(created), "level": level, "logger": name, "message": message}
+
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": self._formatted_time(record.created),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
+        entry = self._entry(record.created, record.levelname.lower(), record.name, record.getMessage())
         attributes = vars(record)
         if (
             isinstance(record, EventRecord)
@@ -61,12 +60,7 @@ class JsonFormatter(logging.Formatter):
 
     def event_line(self, name: str, message: str, fields: Mapping[str, Any]) -> str:
         """The line ``format`` makes of an INFO event's record (``EventRecord``) made now, nothing added."""
-        entry: dict[str, Any] = {
-            "time": self._formatted_time(time.time()),
-            "level": "info",
-            "logger": name,
-            "message": message,
-        }
+        entry = self._entry(time.time(), "info", name, message)
         entry.update(fields)
         return orjson.dumps(entry, default=str).decode()
 
@@ -167,10 +161,9 @@ class WriteThroughHandler(logging.StreamHandler[TextIO]):
     def write_event(self, name: str, message: str, fields: Mapping[str, Any]) -> None:
         """What ``emit`` does with an INFO event's record, without making the record: the same JSON line
         (``JsonFormatter.event_line``), written under the handler's lock, an error reported as emit's is."""
-        formatter = self.formatter
-        assert isinstance(formatter, JsonFormatter)
         try:
-            line = formatter.event_line(name, message, fields) + self.terminator
+            # info_event checked the formatter's type; a check here would repeat it on every line.
+            line = cast(JsonFormatter, self.formatter).event_line(name, message, fields) + self.terminator
             with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
                 self.stream.write(line)
         except Exception:  # as emit: a log line that cannot be written must not fail the request
