@@ -29,13 +29,13 @@ KINDS = frozenset({"Pod", "Job"})
 
 def _log(review: admission.Review, result: Result, changed: str) -> None:
     if result.failed:
-        for outcome in result.outcomes:
-            if outcome.status == "error" and outcome.error is not None:
-                error = outcome.error
+        for failure in result.failures:
+            if failure.status == "error":
+                error = failure.error
                 log.error(
                     "mutation failed; object admitted unchanged",
                     exc_info=(type(error), error, error.__traceback__),
-                    extra=_context(review) | {"mutation": outcome.mutation},
+                    extra=_context(review) | {"mutation": failure.mutation},
                 )
     if (result.ops or result.warnings) and log.isEnabledFor(logging.INFO):
         # The audit line: what was changed in which object, and why not where it was not.

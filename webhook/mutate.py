@@ -42,7 +42,7 @@ TOKEN_MUTATIONS: Mapping[str, Step] = {
     "Pod": Step("token", token.mutate_pod),
     "Job": Step("token", token.mutate_job),
 }
-"""Run last, and only in token or both identity mode: header mode's outcomes stay as they were."""
+"""Run last, and only in token or both identity mode: header mode's patches stay as they were."""
 
 
 def mutations(kind: str, config: Config) -> tuple[Step, ...]:
@@ -52,29 +52,31 @@ def mutations(kind: str, config: Config) -> tuple[Step, ...]:
     return chosen
 
 
-Status = Literal["patched", "unchanged", "malformed", "error"]
+class Failure(NamedTuple):
+    """A mutation that did not decide: ``malformed`` (the object is malformed where it reads; a warning,
+    and the others go on) or ``error`` (it raised, or made operations that do not fit: a bug)."""
 
-
-class Outcome(NamedTuple):
     mutation: str
-    status: Status
-    error: BaseException | None = None
+    status: Literal["malformed", "error"]
+    error: BaseException
 
 
 class Result(NamedTuple):
-    """The chained patch and what each mutation did; ``failed`` when one failed unexpectedly (then
-    there is no patch at all).
+    """The chained patch, the mutations that made it and those that failed; ``failed`` when one failed
+    unexpectedly (then there is no patch at all). A mutation in neither list left the object as it was:
+    only failures are recorded one by one, as a record per mutation would cost every review more than
+    some mutations do.
 
     ``obj`` (the object with the patch applied) is built only when asked for: the webhook sends the
     patch and never needs it, and building it re-copies every map and list on the patch's paths.
-    Named tuples here and in Outcome: immutable, and made at about half a frozen dataclass's cost.
+    Named tuples here and in Failure: immutable, and made at about half a frozen dataclass's cost.
     """
 
     base: dict[str, Any]
     pending: list[Op]
     ops: list[Op]
     warnings: list[str]
-    outcomes: list[Outcome]
+    failures: list[Failure]
     changed: list[str]
     """The mutations whose operations are in the patch, in order."""
     failed: bool = False
@@ -96,24 +98,24 @@ def run(obj: dict[str, Any], kind: str, config: Config) -> Result:
     pending_from: set[str] = set()
     ops: list[Op] = []
     warnings: list[str] = []
-    outcomes: list[Outcome] = []
+    failures: list[Failure] = []
     changed: list[str] = []
     for name, function, independent_of in mutations(kind, config):
         if pending and not pending_from <= independent_of:
             try:
                 current = apply(current, pending)
             except Exception as error:  # operations that do not fit: a bug of the mutation that made them
-                return _unchanged(obj, "+".join(sorted(pending_from)), error, warnings, outcomes)
+                return _unchanged(obj, "+".join(sorted(pending_from)), error, warnings, failures)
             pending = []
             pending_from = set()
         try:
             mutation = function(current, config)
         except ShapeError as error:
-            outcomes.append(Outcome(name, "malformed", error))
+            failures.append(Failure(name, "malformed", error))
             warnings.append(f"{name}: not mutated, the object is malformed: {error}")
             continue
         except Exception as error:  # any bug must leave the object admitted, unchanged
-            return _unchanged(obj, name, error, warnings, outcomes)
+            return _unchanged(obj, name, error, warnings, failures)
         if mutation.ops:
             pending.extend(mutation.ops)
             pending_from.add(name)
@@ -121,17 +123,16 @@ def run(obj: dict[str, Any], kind: str, config: Config) -> Result:
             changed.append(name)
         if mutation.warnings:
             warnings.extend(f"{name}: {warning}" for warning in mutation.warnings)
-        outcomes.append(Outcome(name, "patched" if mutation.ops else "unchanged"))
-    return Result(current, pending, ops, warnings, outcomes, changed)
+    return Result(current, pending, ops, warnings, failures, changed)
 
 
 def _unchanged(
-    obj: dict[str, Any], name: str, error: Exception, warnings: list[str], outcomes: list[Outcome]
+    obj: dict[str, Any], name: str, error: Exception, warnings: list[str], failures: list[Failure]
 ) -> Result:
     """The answer when mutation ``name`` failed unexpectedly: no patch at all, and why."""
-    outcomes.append(Outcome(name, "error", error))
+    failures.append(Failure(name, "error", error))
     warnings = [*warnings, f"{name}: internal error, object admitted unchanged"]
-    return Result(obj, [], [], warnings, outcomes, [], failed=True)
+    return Result(obj, [], [], warnings, failures, [], failed=True)
 
 
 class Mutated(NamedTuple):

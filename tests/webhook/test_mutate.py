@@ -104,7 +104,7 @@ def check(obj: dict[str, Any], config: Config = CONFIG) -> Result:
     original = copy.deepcopy(obj)
     result = run(obj, kind, config)
     assert obj == original, "the request object is never modified"
-    assert not result.failed, result.outcomes
+    assert not result.failed, result.failures
     # The patch applies, in order, to the object exactly as sent, and gives the mutated object.
     assert jsonpatch.apply_patch(obj, result.ops) == result.obj
     # Idempotent: the webhook's own output yields no patch (reinvocationPolicy: IfNeeded).
@@ -182,7 +182,7 @@ def test_a_container_name_of_any_json_type_is_no_error(name: Any) -> None:
     pod = trial_pod(kale="0.7")
     pod["spec"]["containers"][0]["name"] = name
     result = run(pod, "Pod", CONFIG)
-    assert not result.failed, result.outcomes
+    assert not result.failed, result.failures
 
 
 @settings(max_examples=300)
@@ -197,13 +197,15 @@ def test_pod_mutations_chain_into_one_patch() -> None:
     pod = trial_pod(kale="0.7")
     pod["metadata"]["labels"]["notebook-name"] = "nb"  # unlikely, but every mutation applies at once
     result = check(pod)
-    assert [o.mutation for o in result.outcomes if o.status == "patched"] == ["notebook", "collector", "kale"]
+    assert result.changed == ["notebook", "collector", "kale"]
+    assert result.failures == []
 
 
 def test_other_kinds_pass_unchanged() -> None:
     result = run({"kind": "Deployment", "metadata": {"labels": {"notebook-name": "x"}}}, "Deployment", CONFIG)
     assert result.ops == []
-    assert result.outcomes == []
+    assert result.changed == []
+    assert result.failures == []
 
 
 def test_malformed_object_is_warned_about_not_failed() -> None:
@@ -211,7 +213,7 @@ def test_malformed_object_is_warned_about_not_failed() -> None:
     job["spec"]["template"]["metadata"] = "oops"
     result = run(job, "Job", CONFIG)
     assert result.ops == []
-    assert [o.status for o in result.outcomes] == ["malformed"]
+    assert [(f.mutation, f.status) for f in result.failures] == [("trial_job", "malformed")]
     assert "malformed" in result.warnings[0]
 
 
@@ -232,7 +234,8 @@ def test_a_failing_mutation_leaves_the_whole_object_unchanged(monkeypatch: pytes
     assert result.failed
     assert result.changed == []  # "first" patched, but its operations are not sent either
     assert "broken" in result.warnings[-1]
-    assert isinstance(result.outcomes[-1].error, RuntimeError)
+    assert [(f.mutation, f.status) for f in result.failures] == [("broken", "error")]
+    assert isinstance(result.failures[0].error, RuntimeError)
 
 
 def test_operations_that_do_not_fit_are_blamed_on_their_mutation(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -247,7 +250,7 @@ def test_operations_that_do_not_fit_are_blamed_on_their_mutation(monkeypatch: py
     assert result.ops == []
     assert result.failed
     assert result.warnings == ["misfit: internal error, object admitted unchanged"]
-    assert [(o.mutation, o.status) for o in result.outcomes] == [("misfit", "patched"), ("misfit", "error")]
+    assert [(f.mutation, f.status) for f in result.failures] == [("misfit", "error")]
 
 
 @pytest.mark.parametrize("obj", [trial_pod(), trial_job(), notebook_pod(), {"kind": "ConfigMap"}, {}])

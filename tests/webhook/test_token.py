@@ -18,7 +18,7 @@ from tests.webhook.katib_objects import (
     trial_job,
     trial_pod,
 )
-from webhook.mutate import Result, run
+from webhook.mutate import Result, mutations, run
 from webhook.mutations.token import mutate_job, mutate_pod
 
 TOKEN = Config(identity_mode="token")
@@ -26,7 +26,7 @@ TOKEN = Config(identity_mode="token")
 
 def mutated(obj: dict[str, Any], kind: str = "Pod", config: Config = TOKEN) -> Result:
     result = run(obj, kind, config)
-    assert not result.failed, result.outcomes
+    assert not result.failed, result.failures
     assert jsonpatch.apply_patch(obj, result.ops) == result.obj
     assert run(result.obj, kind, config).ops == [], "a reinvocation changes nothing"
     return result
@@ -75,7 +75,8 @@ def test_every_ordinary_container_but_not_the_istio_proxy() -> None:
 def test_header_mode_changes_nothing_new() -> None:
     for pod in (notebook_pod(), trial_pod(kale="0.7")):
         assert mutate_pod(pod, Config()).ops == ()
-        assert "token" not in {o.mutation for o in run(pod, "Pod", Config()).outcomes}
+        assert "token" not in run(pod, "Pod", Config()).changed
+    assert "token" not in {step.name for kind in ("Pod", "Job") for step in mutations(kind, Config())}
     assert mutate_job(trial_job(), Config()).ops == ()
 
 
