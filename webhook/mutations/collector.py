@@ -283,11 +283,14 @@ def _container(pod: Mapping[str, Any], index: int, container: Mapping[str, Any],
 
 
 def mutate(pod: Mapping[str, Any], config: Config) -> Mutation:
-    ops: list[Op] = []
-    warnings: list[str] = []
-    for index, container in enumerate(spec_list(pod, "containers")):
-        if isinstance(container, dict) and container.get("name") in COLLECTOR_CONTAINERS:
-            result = _container(pod, index, container, config)
-            ops.extend(result.ops)
-            warnings.extend(result.warnings)
-    return Mutation(tuple(ops), tuple(warnings))
+    collectors = [
+        _container(pod, index, container, config)
+        for index, container in enumerate(spec_list(pod, "containers"))
+        if isinstance(container, dict) and container.get("name") in COLLECTOR_CONTAINERS
+    ]
+    if len(collectors) == 1:  # a trial Pod has one: its mutation is the Pod's
+        return collectors[0]
+    return Mutation(
+        tuple(op for result in collectors for op in result.ops),
+        tuple(warning for result in collectors for warning in result.warnings),
+    )
