@@ -20,7 +20,7 @@ from typing import Any
 
 from service.config import Config
 from webhook.mutations import COLLECTOR_CONTAINERS, CONTAINERS, ISTIO_INJECT, PROXY_CONTAINER, spec_list
-from webhook.patch import Mutation, Op, lookup, merge_into
+from webhook.patch import Mutation, Op, lookup
 
 FILE_COLLECTOR_CONTAINER = COLLECTOR_CONTAINERS[0]
 """Always Katib's own file collector, whatever registry its image comes from."""
@@ -242,6 +242,11 @@ def is_wrapper(command: Any) -> bool:
     )
 
 
+def _set(container: Mapping[str, Any], path: str, field: str, value: list[str]) -> Op:
+    """Set one field of the container at ``path``: the whole list, as it is a leaf to JSON Patch."""
+    return {"op": "replace" if field in container else "add", "path": f"{path}/{field}", "value": value}
+
+
 def _container(pod: Mapping[str, Any], index: int, container: Mapping[str, Any], config: Config) -> Mutation:
     name = container["name"]
     path = f"{CONTAINERS}/{index}"
@@ -255,15 +260,16 @@ def _container(pod: Mapping[str, Any], index: int, container: Mapping[str, Any],
         )
     if not isinstance(args, list) or not _all_strings(args):
         return Mutation(warnings=(f"container {name}: args are not a list of strings; unchanged",))
-    wanted: dict[str, Any] = {}
     warnings: list[str] = []
     ops: list[Op] = []
-    new_args = wait_only_for_main(args, wait_form(image if isinstance(image, str) else "", args))
-    if len(new_args) == len(args) + 1 and new_args[1:] == args and isinstance(container.get("args"), list):
-        # The usual change, one flag put in front: one small add rather than the whole list again.
-        ops.append({"op": "add", "path": f"{path}/args/0", "value": new_args[0]})
-    elif new_args != args:
-        wanted["args"] = new_args
+    form = wait_form(image if isinstance(image, str) else "", args)
+    if form is not None and isinstance(container.get("args"), list) and not _may_name_w(args):
+        # The usual case, no -w given: the flag goes in front, one small add rather than the whole list.
+        ops.append({"op": "add", "path": f"{path}/args/0", "value": form})
+    else:
+        new_args = wait_only_for_main(args, form)
+        if new_args != args:
+            ops.append(_set(container, path, "args", new_args))
     command = container.get("command")
     ours = is_wrapper(command)
     if classic_proxy(pod):
@@ -275,10 +281,11 @@ def _container(pod: Mapping[str, Any], index: int, container: Mapping[str, Any],
                 "(collector_entrypoints); the Istio proxy is not stopped after it"
             )
         else:
-            wanted["command"] = wrapper_command(entrypoint, config.sidecar_stop, name)
+            wrapper = wrapper_command(entrypoint, config.sidecar_stop, name)
+            if command != wrapper:  # a wrapper from an older version of this script is replaced
+                ops.append(_set(container, path, "command", wrapper))
     elif ours:
         ops.append({"op": "remove", "path": f"{path}/command"})
-    ops += merge_into(container, path, wanted)
     return Mutation(tuple(ops), tuple(warnings))
 
 
