@@ -26,17 +26,16 @@ class JsonFormatter(logging.Formatter):
         self._second = -1
         self._time = ""
 
-    def _formatted_time(self, created: float) -> str:
-        """The record's local time to the second; formatted once per second, as lines come in bursts."""
+    def _entry(self, created: float, level: str, name: str, message: str) -> dict[str, Any]:
+        """The fields every line begins with, in this order; a record's or an event's own follow.
+
+        The time is local, to the second, and formatted once per second, as lines come in bursts.
+        """
         second = int(created)
         if second != self._second:
             self._time = time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(second))
             self._second = second
-        return self._time
-
-    def _entry(self, created: float, level: str, name: str, message: str) -> dict[str, Any]:
-        """The fields every line begins with, in this order; a record's or an event's own follow."""
-        return {"time": self._formatted_time(created), "level": level, "logger": name, "message": message}
+        return {"time": self._time, "level": level, "logger": name, "message": message}
 
     def format(self, record: logging.LogRecord) -> str:
         entry = self._entry(record.created, record.levelname.lower(), record.name, record.getMessage())

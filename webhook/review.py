@@ -103,7 +103,7 @@ def answer(review: Review, ops: Sequence[Op], warnings: Sequence[str] = ()) -> A
     response: AdmissionResponse = {"uid": review.uid, "allowed": True}
     if ops:
         response["patchType"] = "JSONPatch"
-        response["patch"] = pybase64.b64encode_as_string(orjson.dumps(list(ops)))
+        response["patch"] = pybase64.b64encode_as_string(orjson.dumps(ops))
     if warnings:
         response["warnings"] = list(warnings)
     return {"apiVersion": review.api_version, "kind": "AdmissionReview", "response": response}
