@@ -62,10 +62,10 @@ class Failure(NamedTuple):
 
 
 class Result(NamedTuple):
-    """The chained patch, the mutations that made it and those that failed; ``failed`` when one failed
-    unexpectedly (then there is no patch at all). A mutation in neither list left the object as it was:
-    only failures are recorded one by one, as a record per mutation would cost every review more than
-    some mutations do.
+    """The chained patch, the mutations whose operations are in it and the ones that failed; ``failed``
+    when one failed unexpectedly (then there is no patch at all, and none is in ``changed``). Only the
+    failures are recorded one by one: a record of every mutation would cost each review more than some
+    mutations do.
 
     ``obj`` (the object with the patch applied) is built only when asked for: the webhook sends the
     patch and never needs it, and building it re-copies every map and list on the patch's paths.
