@@ -250,7 +250,8 @@ def _set(container: Mapping[str, Any], path: str, field: str, value: list[str]) 
 def _container(pod: Mapping[str, Any], index: int, container: Mapping[str, Any], config: Config) -> Mutation:
     name = container["name"]
     path = f"{CONTAINERS}/{index}"
-    args = container.get("args") or []
+    given = container.get("args")
+    args = given or []
     image = container.get("image")
     entrypoint = config.collector_entrypoints.get(image_name(image)) if isinstance(image, str) else None
     if name != FILE_COLLECTOR_CONTAINER and entrypoint is None:
@@ -263,8 +264,9 @@ def _container(pod: Mapping[str, Any], index: int, container: Mapping[str, Any],
     warnings: list[str] = []
     ops: list[Op] = []
     form = wait_form(image if isinstance(image, str) else "", args)
-    if form is not None and isinstance(container.get("args"), list) and not _may_name_w(args):
-        # The usual case, no -w given: the flag goes in front, one small add rather than the whole list.
+    if form is not None and isinstance(given, list) and not _may_name_w(args):
+        # The usual case, a list without -w: the flag goes in front by one small add rather than the whole
+        # list again (null or absent args are set whole below, as an add inside them would fail).
         ops.append({"op": "add", "path": f"{path}/args/0", "value": form})
     else:
         new_args = wait_only_for_main(args, form)
@@ -282,7 +284,7 @@ def _container(pod: Mapping[str, Any], index: int, container: Mapping[str, Any],
             )
         else:
             wrapper = wrapper_command(entrypoint, config.sidecar_stop, name)
-            if command != wrapper:  # a wrapper from an older version of this script is replaced
+            if command != wrapper:  # none yet, or one for another setting; the same one stays as it is
                 ops.append(_set(container, path, "command", wrapper))
     elif ours:
         ops.append({"op": "remove", "path": f"{path}/command"})
