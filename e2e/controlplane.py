@@ -278,6 +278,8 @@ class LocalService:
     def serve_args(self, tls: CertFiles | None) -> list[str]:
         """``kubeflow-extension serve`` as the Deployment runs it, with the certificate at ``tls``."""
         args = ["serve", self.service, "--host", LOOPBACK, "--port", str(self.port)]  # JSON lines by default
+        # One process and no Service routing to it: no route to wait out before stopping.
+        args += ["--shutdown-delay", "0"]
         if tls is not None:
             args += ["--certfile", str(tls.cert), "--keyfile", str(tls.key)]
         return args

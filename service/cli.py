@@ -19,7 +19,7 @@ from service import logs
 from service.config import IDENTITY_MODES
 from service.http import ClientError
 from service.logs import LOG_FORMATS
-from service.serve import TLSRequiredError, serve
+from service.serve import GRACEFUL_TIMEOUT_SECONDS, SHUTDOWN_DELAY_SECONDS, TLSRequiredError, serve
 
 APPS = {"hooks": "hooks.app:app", "webhook": "webhook.app:app"}
 DEFAULT_PORTS = {"hooks": 8080, "webhook": 8443}
@@ -126,6 +126,8 @@ def serve_command(args: argparse.Namespace, config: configuration.Config) -> str
         keyfile=keyfile,
         log_format=args.log_format,
         require_tls=args.service == "webhook",
+        shutdown_delay=args.shutdown_delay,
+        graceful_timeout=args.graceful_timeout,
     )
     return ""
 
@@ -143,6 +145,21 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--certfile", help="PEM certificate; re-read when it changes (required for webhook)")
     serve.add_argument("--keyfile", help="PEM private key (default: in the certificate file)")
     serve.add_argument("--log-format", choices=LOG_FORMATS, default="json")
+    serve.add_argument(
+        "--shutdown-delay",
+        type=float,
+        default=SHUTDOWN_DELAY_SECONDS,
+        metavar="SECONDS",
+        help="on SIGTERM, keep serving this long (readiness failing, each connection closed after its "
+        "answer) while the Service stops routing here; 0: stop at once (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--graceful-timeout",
+        type=int,
+        default=GRACEFUL_TIMEOUT_SECONDS,
+        metavar="SECONDS",
+        help="then, how long requests in flight may still take (default: %(default)s)",
+    )
     managed = serve.add_argument_group(
         "self-managed certificates (instead of cert-manager): a CA and serving pair in one Secret, "
         "and the webhook configuration's caBundle, kept current by the webhook itself"

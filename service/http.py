@@ -17,6 +17,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from service.draining import THIS_PROCESS, Draining
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -111,16 +113,21 @@ EXCEPTION_HANDLERS = {ClientError: client_error_handler, HTTPException: http_err
 """Every app registers these, so all of its errors are JSON with a log line."""
 
 
-def probe_routes(registry: CollectorRegistry, ready: Callable[[], bool] = lambda: True) -> list[Route]:
-    """``/healthz`` (the process answers), ``/readyz`` (it may take traffic) and ``/metrics``."""
+def probe_routes(registry: CollectorRegistry, draining: Draining = THIS_PROCESS) -> list[Route]:
+    """``/healthz`` (the process answers), ``/readyz`` (it may take traffic) and ``/metrics``.
+
+    Readiness fails once the process drains, so that the kubelet takes it out of its Service's endpoints
+    even where the endpoint controller has not yet seen the Pod terminating; health does not, so that it
+    is not restarted while it finishes.
+    """
 
     async def healthz(_: Request) -> Response:
         return json_response({"status": "ok"})
 
     async def readyz(_: Request) -> Response:
-        if ready():
-            return json_response({"status": "ready"})
-        return json_response({"status": "not ready"}, 503)
+        if draining.started:
+            return json_response({"status": "draining"}, 503)
+        return json_response({"status": "ready"})
 
     async def metrics(_: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
