@@ -4,7 +4,8 @@ they start and put back after they stop (also after a failure).
 The kubelet sets ``vm.overcommit_memory``, ``kernel.panic`` and ``kernel.panic_on_oops`` and creates
 ``/var/lib/kubelet/device-plugins`` and ``/var/log/containers`` whatever its flags; containerd 1.6 writes
 ``/run/containerd/{s,fifo}``; the kubelet's cgroupfs driver creates ``kubepods`` in every cgroup hierarchy;
-the node's IP is a /32 added to ``lo``. Only one node may change these at a time: ``host_lock()``.
+the node's IP is a /32 added to ``lo``; the kubelet (and kube-proxy) leave iptables chains and nfacct
+counters behind (``e2e.cluster.netfilter``). Only one node may change these at a time: ``host_lock()``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,20 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SYSCTLS = ("vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops")
+from e2e.cluster.netfilter import NetfilterState
+
+SYSCTLS = (
+    "vm/overcommit_memory",
+    "kernel/panic",
+    "kernel/panic_on_oops",
+    # A Pod network (e2e/cluster): the CNI bridge plugin turns forwarding on for its gateway, and a Pod
+    # reaching a Service backed by a Pod on the same bridge needs bridged traffic to pass iptables.
+    "net/ipv4/ip_forward",
+    "net/bridge/bridge-nf-call-iptables",
+    "net/bridge/bridge-nf-call-ip6tables",
+)
+LINK_PREFIXES = ("kfext", "veth")
+"""Network links a node may create (the CNI bridge, the host ends of Pods' veths): removed if new."""
 CREATED_PATHS = (
     Path("/var/lib/kubelet/device-plugins"),
     Path("/var/log/containers"),
@@ -99,6 +113,12 @@ def _ip(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", *args], capture_output=True, text=True, check=False, timeout=30)
 
 
+def _links() -> frozenset[str]:
+    """The names of this network namespace's links (``ip -o link`` prints ``N: name[@peer]: ...``)."""
+    shown = _ip("-o", "link", "show").stdout
+    return frozenset(line.split(": ")[1].split("@")[0] for line in shown.splitlines() if ": " in line)
+
+
 @dataclass
 class HostChanges:
     """The host state a node changes, as found before it started; ``restore()`` puts it back."""
@@ -108,14 +128,20 @@ class HostChanges:
     created: list[Path] = field(default_factory=list)
     cgroups: list[Path] = field(default_factory=list)
     added_address: bool = False
+    netfilter: NetfilterState | None = None
+    links: frozenset[str] = frozenset()
 
     @classmethod
     def record(cls, node_ip: str) -> HostChanges:
         changes = cls(node_ip)
         for name in SYSCTLS:
-            changes.sysctls[name] = (Path("/proc/sys") / name).read_text().strip()
+            path = Path("/proc/sys") / name
+            if path.exists():  # the bridge's only where bridge netfilter is built in or loaded
+                changes.sysctls[name] = path.read_text().strip()
+        changes.links = _links()
         changes.created = sorted({m for m in map(first_missing, CREATED_PATHS) if m is not None})
         changes.cgroups = [d for d in _cgroup_dirs() if not d.exists()]
+        changes.netfilter = NetfilterState.record()
         return changes
 
     def add_node_address(self) -> None:
@@ -129,7 +155,8 @@ class HostChanges:
         self.added_address = True
 
     def restore(self) -> list[str]:
-        """Undo every recorded change; returns what could not be undone (empty when the host is as found)."""
+        """Undo every recorded change; returns what could not be undone (empty when the host is as found).
+        Call it once the kubelet (and kube-proxy) are stopped: they would put their chains back."""
         problems = unmount_beneath(self.created)
         for name, value in self.sysctls.items():
             path = Path("/proc/sys") / name
@@ -150,6 +177,13 @@ class HostChanges:
             if result.returncode != 0:
                 problems.append(f"ip addr del {self.node_ip}/32 dev lo: {result.stderr.strip()}")
             self.added_address = False
+        for link in sorted(_links() - self.links):
+            if link.startswith(LINK_PREFIXES):
+                result = _ip("link", "delete", link)
+                if result.returncode != 0 and link in _links():
+                    problems.append(f"ip link delete {link}: {result.stderr.strip()}")
+        if self.netfilter is not None:
+            problems += self.netfilter.restore()
         return problems
 
 

@@ -1,0 +1,1 @@
+"""The parts of the local cluster beside the node: its network, proxy, DNS and metrics."""

@@ -1,0 +1,431 @@
+"""The host's netfilter state, recorded before a node starts and put back after it stops.
+
+The kubelet and kube-proxy create nf_tables tables (through iptables-nft) and nfacct counters that outlive
+them, even after ``kube-proxy --cleanup``. A snapshot holds every table of the families ip, ip6 and inet with
+its content, and the names of the nfacct counters. Putting it back deletes the tables and counters that were
+not there, and reloads a table that was there but changed.
+
+A table of iptables' own (filter, nat, mangle, raw, security in ip or ip6) is read and reloaded with
+``iptables-save``/``iptables-restore``: nft's listing drops or rewrites the iptables extensions (a comment,
+addrtype) and cannot be read back. Any other table is read and reloaded with nft. nfacct has no tool in
+Debian; its counters are listed, added and deleted over nfnetlink (``NETLINK_NETFILTER``).
+
+Limits: a table is reloaded whole, so what another program changed in it meanwhile is undone too; native nft
+rules put into an iptables table are lost (``iptables-save`` prints them wrongly, e.g. a set lookup as a bare
+``-p tcp``); the arp, bridge and netdev families are left alone.
+"""
+
+from __future__ import annotations
+
+import difflib
+import errno
+import json
+import os
+import re
+import socket
+import struct
+import subprocess
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple
+
+FAMILIES = ("ip", "ip6", "inet")
+IPTABLES_TABLES = ("filter", "nat", "mangle", "raw", "security")
+IPTABLES_TOOLS = {"ip": "iptables", "ip6": "ip6tables"}
+TOOL_PACKAGES = {"nft": "nftables", "iptables-save": "iptables", "ip6tables-save": "iptables"}
+COMMAND_TIMEOUT = 60.0
+
+# Netlink (linux/netlink.h, linux/netfilter/nfnetlink.h, linux/netfilter/nfnetlink_acct.h).
+NETLINK_NETFILTER = 12
+NLMSG_ERROR = 2
+NLMSG_DONE = 3
+NLM_F_REQUEST = 0x1
+NLM_F_MULTI = 0x2
+NLM_F_ACK = 0x4
+NLM_F_DUMP = 0x300
+NLM_F_EXCL = 0x200
+NLM_F_CREATE = 0x400
+NLA_TYPE_MASK = 0x3FFF
+NFNL_SUBSYS_ACCT = 7
+NFNL_MSG_ACCT_NEW = 0
+NFNL_MSG_ACCT_GET = 1
+NFNL_MSG_ACCT_DEL = 3
+"""After NFNL_MSG_ACCT_GET_CTRZERO (2), which reads and zeroes a counter."""
+NFACCT_NAME = 1
+NFACCT_NAME_MAX = 32
+"""Bytes of a counter's name, its terminating NUL included."""
+NLMSG_HEADER = struct.Struct("=IHHII")
+NLA_HEADER = struct.Struct("=HH")
+NFGENMSG = struct.Struct("!BBH")
+ERROR_CODE = struct.Struct("=i")
+
+TableKey = tuple[str, str]
+"""(family, name)"""
+
+
+# -- snapshots (pure) --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table as found. ``text`` is ``iptables-save`` text (``kind`` "iptables") or nft's listing without
+    counter values ("nft"); ``xt`` says that listing leaves out iptables-nft extensions, so nft cannot
+    reload it."""
+
+    family: str
+    name: str
+    kind: Literal["iptables", "nft"]
+    text: str
+    xt: bool = False
+
+    @property
+    def key(self) -> TableKey:
+        return (self.family, self.name)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Every table of ``FAMILIES`` by (family, name), and the nfacct counters' names."""
+
+    tables: Mapping[TableKey, Table] = field(default_factory=dict)
+    counters: frozenset[str] = frozenset()
+
+
+class Command(NamedTuple):
+    argv: tuple[str, ...]
+    input: str = ""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What puts a snapshot back: commands for the tables, then the counters to delete and to add (after
+    the tables, which may hold the rules that keep a counter busy)."""
+
+    commands: list[Command]
+    delete_counters: list[str]
+    add_counters: list[str]
+    problems: list[str]
+
+
+def is_iptables_table(family: str, name: str) -> bool:
+    """True for a table iptables-nft owns: one of its table names in ip or ip6."""
+    return family in IPTABLES_TOOLS and name in IPTABLES_TABLES
+
+
+def ruleset_tables(document: Mapping[str, Any], families: Iterable[str] = FAMILIES) -> dict[TableKey, bool]:
+    """The tables of ``families`` in ``nft -j list ruleset``'s output, each with whether one of its rules
+    holds an iptables extension (``xt``), which nft's listing cannot show."""
+    wanted = set(families)
+    items = document.get("nftables", [])
+    tables = {
+        (t["family"], t["name"]): False
+        for t in (i["table"] for i in items if "table" in i)
+        if t["family"] in wanted
+    }
+    for rule in (i["rule"] for i in items if "rule" in i):
+        key = (rule["family"], rule["table"])
+        if key in tables and any("xt" in expression for expression in rule.get("expr", [])):
+            tables[key] = True
+    return tables
+
+
+_CHAIN_COUNTERS = re.compile(r"^(:\S+ \S+) \[\d+:\d+\]$")
+
+
+def normalize_save(text: str) -> str:
+    """``iptables-save`` text without what changes by itself: the dated comments, the chains' counters."""
+    lines = []
+    for line in text.splitlines():
+        if line.startswith(("# Generated by ", "# Completed on ")):
+            continue
+        lines.append(_CHAIN_COUNTERS.sub(r"\1 [0:0]", line))
+    return "".join(f"{line}\n" for line in lines)
+
+
+def reloadable_save(text: str, name: str) -> bool:
+    """True when ``iptables-save -t name`` printed the table (and not that it is incompatible)."""
+    lines = text.splitlines()
+    return f"*{name}" in lines and "COMMIT" in lines and "incompatible" not in text
+
+
+def _changed_lines(before: str, after: str, limit: int = 12) -> str:
+    diff = difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm="", n=0)
+    changed = [line for line in diff if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    shown = "; ".join(changed[:limit])
+    return shown + (f"; ... ({len(changed) - limit} more)" if len(changed) > limit else "")
+
+
+def differences(before: Snapshot, after: Snapshot) -> list[str]:
+    """How ``after`` differs from ``before``, one line per table or counter; empty when they are the same."""
+    found = []
+    for key in sorted(before.tables.keys() | after.tables.keys()):
+        old, new = before.tables.get(key), after.tables.get(key)
+        label = f"table {key[0]} {key[1]}"
+        if new is None:
+            found.append(f"{label} is gone")
+        elif old is None:
+            found.append(f"{label} was added")
+        elif old.kind != new.kind:
+            found.append(f"{label} changed: read with {old.kind} before, with {new.kind} now")
+        elif old.text != new.text:
+            found.append(f"{label} changed: {_changed_lines(old.text, new.text)}")
+    found += [f"nfacct counter {name} is gone" for name in sorted(before.counters - after.counters)]
+    found += [f"nfacct counter {name} was added" for name in sorted(after.counters - before.counters)]
+    return found
+
+
+def reload_command(table: Table) -> Command:
+    """The command that makes ``table`` hold its recorded content again, whether it exists or not: one
+    transaction each, so its rules are never half there."""
+    if table.kind == "iptables":
+        return Command((f"{IPTABLES_TOOLS[table.family]}-restore",), table.text)
+    family, name = table.key
+    # "table" creates it if missing, so that "delete" cannot fail; the listing then recreates it.
+    return Command(("nft", "-f", "-"), f"table {family} {name}\ndelete table {family} {name}\n{table.text}")
+
+
+def restore_plan(before: Snapshot, now: Snapshot) -> Plan:
+    """What turns ``now`` back into ``before``: added tables deleted whole, changed or deleted ones reloaded,
+    added counters deleted, deleted counters added again (their counts are lost)."""
+    commands = [
+        Command(("nft", "delete", "table", *key)) for key in sorted(now.tables.keys() - before.tables)
+    ]
+    problems = []
+    for key, table in sorted(before.tables.items()):
+        current = now.tables.get(key)
+        if current is not None and (current.kind, current.text) == (table.kind, table.text):
+            continue
+        if table.xt:
+            problems.append(
+                f"table {key[0]} {key[1]} changed and cannot be put back: nft's listing of it leaves out"
+                " iptables extensions"
+            )
+        else:
+            commands.append(reload_command(table))
+    return Plan(
+        commands=commands,
+        delete_counters=sorted(now.counters - before.counters),
+        add_counters=sorted(before.counters - now.counters),
+        problems=problems,
+    )
+
+
+# -- nfnetlink messages (pure) -----------------------------------------------------------------------
+
+
+class Message(NamedTuple):
+    type: int
+    flags: int
+    seq: int
+    payload: bytes
+
+
+def _align(length: int) -> int:
+    return (length + 3) & ~3
+
+
+def attribute(attr_type: int, payload: bytes) -> bytes:
+    """One netlink attribute: its length (header included, padding not) and type, padded to 4 bytes."""
+    length = NLA_HEADER.size + len(payload)
+    return NLA_HEADER.pack(length, attr_type) + payload + b"\0" * (_align(length) - length)
+
+
+def counter_name_attribute(name: str) -> bytes:
+    """NFACCT_NAME: NUL-terminated, at most ``NFACCT_NAME_MAX`` bytes with the NUL (the kernel's limit)."""
+    encoded = name.encode()
+    if not encoded or b"\0" in encoded or len(encoded) >= NFACCT_NAME_MAX:
+        raise ValueError(f"not an nfacct counter name: {name!r}")
+    return attribute(NFACCT_NAME, encoded + b"\0")
+
+
+def nfnl_message(subsystem: int, message: int, flags: int, seq: int, attributes: bytes = b"") -> bytes:
+    """nlmsghdr + nfgenmsg (AF_UNSPEC, version 0, resource 0) + attributes."""
+    body = NFGENMSG.pack(socket.AF_UNSPEC, 0, 0) + attributes
+    return NLMSG_HEADER.pack(NLMSG_HEADER.size + len(body), subsystem << 8 | message, flags, seq, 0) + body
+
+
+def nfacct_request(message: int, seq: int, name: str | None = None) -> bytes:
+    """A request to the nfacct subsystem: GET without a name dumps every counter; NEW and DEL are acked."""
+    if message == NFNL_MSG_ACCT_GET and name is None:
+        flags = NLM_F_REQUEST | NLM_F_DUMP
+    else:
+        flags = NLM_F_REQUEST | NLM_F_ACK
+        if message == NFNL_MSG_ACCT_NEW:
+            flags |= NLM_F_CREATE | NLM_F_EXCL
+    attributes = b"" if name is None else counter_name_attribute(name)
+    return nfnl_message(NFNL_SUBSYS_ACCT, message, flags, seq, attributes)
+
+
+def parse_messages(data: bytes) -> list[Message]:
+    """The netlink messages in one datagram."""
+    messages = []
+    offset = 0
+    while offset + NLMSG_HEADER.size <= len(data):
+        length, msg_type, flags, seq, _pid = NLMSG_HEADER.unpack_from(data, offset)
+        if length < NLMSG_HEADER.size or offset + length > len(data):
+            raise ValueError(f"truncated netlink message at byte {offset}: length {length}")
+        messages.append(Message(msg_type, flags, seq, data[offset + NLMSG_HEADER.size : offset + length]))
+        offset += _align(length)
+    return messages
+
+
+def parse_attributes(data: bytes) -> dict[int, bytes]:
+    """A message's attributes by type (flag bits cleared), each its payload without padding."""
+    attributes = {}
+    offset = 0
+    while offset + NLA_HEADER.size <= len(data):
+        length, attr_type = NLA_HEADER.unpack_from(data, offset)
+        if length < NLA_HEADER.size or offset + length > len(data):
+            raise ValueError(f"truncated netlink attribute at byte {offset}: length {length}")
+        attributes[attr_type & NLA_TYPE_MASK] = data[offset + NLA_HEADER.size : offset + length]
+        offset += _align(length)
+    return attributes
+
+
+def error_code(message: Message) -> int:
+    """The errno an NLMSG_ERROR (0: an ACK) or NLMSG_DONE carries, positive."""
+    if len(message.payload) < ERROR_CODE.size:
+        return 0
+    return -int(ERROR_CODE.unpack_from(message.payload)[0])
+
+
+def counter_name(message: Message) -> str:
+    """The name in one message of an nfacct dump."""
+    name = parse_attributes(message.payload[NFGENMSG.size :]).get(NFACCT_NAME)
+    if name is None:
+        raise ValueError("nfacct message without a name")
+    return name.split(b"\0", 1)[0].decode()
+
+
+# -- the host ----------------------------------------------------------------------------------------
+
+
+def _run(argv: Iterable[str], text: str | None = None) -> str:
+    argv = list(argv)
+    try:
+        result = subprocess.run(
+            argv, input=text, capture_output=True, text=True, check=False, timeout=COMMAND_TIMEOUT
+        )
+    except FileNotFoundError:
+        package = TOOL_PACKAGES.get(argv[0], argv[0])
+        raise RuntimeError(f"{argv[0]} is missing (Debian package {package})") from None
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed ({result.returncode}): {result.stderr.strip()}")
+    return result.stdout
+
+
+def read_table(family: str, name: str, xt: bool) -> Table:
+    """One table's content: ``iptables-save`` text for a table of iptables' own, else nft's listing."""
+    if is_iptables_table(family, name):
+        saved = normalize_save(_run([f"{IPTABLES_TOOLS[family]}-save", "-t", name]))
+        if reloadable_save(saved, name):
+            return Table(family, name, "iptables", saved)
+    listing = _run(["nft", "--stateless", "list", "table", family, name])
+    return Table(family, name, "nft", listing, xt)
+
+
+def read_snapshot() -> Snapshot:
+    """The host's tables and nfacct counters now."""
+    tables = ruleset_tables(json.loads(_run(["nft", "-j", "list", "ruleset"]) or "{}"))
+    return Snapshot(
+        tables={key: read_table(*key, xt) for key, xt in tables.items()},
+        counters=nfacct_counters(),
+    )
+
+
+class Nfnetlink:
+    """A NETLINK_NETFILTER socket; ``request()`` sends one message and reads its answer."""
+
+    def __init__(self, timeout: float = 10.0) -> None:
+        self.socket = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+        self.socket.settimeout(timeout)
+        self.socket.bind((0, 0))
+        self.seq = 0
+
+    def __enter__(self) -> Nfnetlink:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.socket.close()
+
+    def request(self, data: bytes, seq: int) -> list[Message]:
+        """Send the request numbered ``seq``; its answers, up to its ACK or the end of its dump. Raises
+        OSError with the kernel's errno."""
+        self.socket.send(data)
+        answers: list[Message] = []
+        while True:
+            for message in parse_messages(self.socket.recv(1 << 16)):
+                if message.seq != seq:
+                    continue
+                if message.type in (NLMSG_ERROR, NLMSG_DONE):
+                    code = error_code(message)
+                    if code:
+                        raise OSError(code, os.strerror(code))
+                    return answers
+                answers.append(message)
+                if not message.flags & NLM_F_MULTI:
+                    return answers
+
+    def nfacct(self, message: int, name: str | None = None) -> list[Message]:
+        self.seq += 1
+        return self.request(nfacct_request(message, self.seq, name), self.seq)
+
+
+def nfacct_counters() -> frozenset[str]:
+    """The names of the host's nfacct counters; none when the kernel has no nfacct (EINVAL: no such
+    nfnetlink subsystem), where nothing can add one either."""
+    with Nfnetlink() as link:
+        try:
+            return frozenset(counter_name(m) for m in link.nfacct(NFNL_MSG_ACCT_GET))
+        except OSError as error:
+            if error.errno == errno.EINVAL:
+                return frozenset()
+            raise
+
+
+def add_nfacct(name: str) -> None:
+    """Add an nfacct counter (as kube-proxy does); fails if it exists."""
+    with Nfnetlink() as link:
+        link.nfacct(NFNL_MSG_ACCT_NEW, name)
+
+
+def delete_nfacct(name: str) -> None:
+    """Delete an nfacct counter; fails (EBUSY) while a rule uses it."""
+    with Nfnetlink() as link:
+        link.nfacct(NFNL_MSG_ACCT_DEL, name)
+
+
+def _apply(plan: Plan) -> Iterator[str]:
+    """Carry out ``plan``; yields what failed."""
+    yield from plan.problems
+    for command in plan.commands:
+        try:
+            _run(command.argv, command.input)
+        except (OSError, RuntimeError, subprocess.TimeoutExpired) as error:
+            yield str(error)
+    for change, names in ((delete_nfacct, plan.delete_counters), (add_nfacct, plan.add_counters)):
+        for name in names:
+            try:
+                change(name)
+            except OSError as error:
+                yield f"nfacct counter {name}: {change.__name__}: {error.strerror}"
+
+
+@dataclass
+class NetfilterState:
+    """The netfilter state as found (``record()``); ``restore()`` puts it back."""
+
+    snapshot: Snapshot
+
+    @classmethod
+    def record(cls) -> NetfilterState:
+        return cls(read_snapshot())
+
+    def restore(self) -> list[str]:
+        """Put the recorded tables and counters back; returns what is still different, and why (empty when
+        the host is as found)."""
+        try:
+            problems = list(_apply(restore_plan(self.snapshot, read_snapshot())))
+            return problems + differences(self.snapshot, read_snapshot())
+        except (OSError, RuntimeError, ValueError, subprocess.TimeoutExpired) as error:
+            return [f"netfilter: {error}"]
