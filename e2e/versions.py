@@ -51,6 +51,8 @@ class Versions:
     metacontroller: str
     cache_dir: Path
     katib: str = ""
+    coredns: str = ""
+    metrics_server: str = ""
     metacontroller_override: Path | None = None
     """``METACONTROLLER_BINARY``: a Metacontroller the user has (e.g. v4), instead of the built one."""
     metacontroller_crds_override: Path | None = None
@@ -75,6 +77,27 @@ class Versions:
     @property
     def kube_controller_manager(self) -> Path:
         return self.kubernetes_dir / "bin" / "kube-controller-manager"
+
+    @property
+    def kube_proxy(self) -> Path:
+        return self.kubernetes_dir / "bin" / "kube-proxy"
+
+    @property
+    def coredns_dir(self) -> Path:
+        return self.cache_dir / f"coredns-{self.coredns}"
+
+    @property
+    def coredns_binary(self) -> Path:
+        """CoreDNS with only a cluster DNS's plugins (``build-control-plane.sh cluster``)."""
+        return self.coredns_dir / "bin" / "coredns"
+
+    @property
+    def metrics_server_dir(self) -> Path:
+        return self.cache_dir / f"metrics-server-{self.metrics_server}"
+
+    @property
+    def metrics_server_binary(self) -> Path:
+        return self.metrics_server_dir / "bin" / "metrics-server"
 
     @property
     def etcd_binary(self) -> Path:
@@ -156,6 +179,8 @@ def load() -> Versions:
         metacontroller=pin("METACONTROLLER_VERSION"),
         cache_dir=cache_dir(),
         katib=pin("KATIB_VERSION"),
+        coredns=pin("COREDNS_VERSION"),
+        metrics_server=pin("METRICS_SERVER_VERSION"),
         metacontroller_override=_path_setting(os.environ, METACONTROLLER_BINARY_ENV),
         metacontroller_crds_override=_path_setting(os.environ, METACONTROLLER_CRDS_ENV),
     )
