@@ -140,3 +140,36 @@ def test_two_image_entries_retarget_every_overlay(tmp_path: Path) -> None:
 def test_release_pushes_the_image_the_manifests_name() -> None:
     workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "release.yaml").read_text())
     assert workflow["env"]["IMAGE"] == IMAGE
+
+
+def _serve_setting(args: list[str], flag: str, default: float) -> float:
+    return float(args[args.index(flag) + 1]) if flag in args else default
+
+
+@pytest.mark.parametrize(
+    ("overlay", "name"),
+    [
+        ("webhook/manifests", "kubeflow-extension-webhook"),
+        ("webhook/self-managed-certificates", "kubeflow-extension-webhook"),
+        ("metacontroller", "kubeflow-extension-hooks"),
+    ],
+)
+def test_deployments_give_the_drain_time_to_finish_and_roll_without_losing_a_replica(
+    overlay: str, name: str
+) -> None:
+    """The grace period covers the drain (serving on while routes update) plus the requests in flight,
+    or the kubelet kills a Pod still answering; a rollout never stops a Pod before its successor is ready."""
+    from service.serve import GRACEFUL_TIMEOUT_SECONDS, SHUTDOWN_DELAY_SECONDS
+
+    (deployment,) = [
+        d for d in render(overlay) if d["kind"] == "Deployment" and d["metadata"]["name"] == name
+    ]
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = container["args"]
+    delay = _serve_setting(args, "--shutdown-delay", SHUTDOWN_DELAY_SECONDS)
+    graceful = _serve_setting(args, "--graceful-timeout", GRACEFUL_TIMEOUT_SECONDS)
+    assert delay >= 5, "shorter than endpoints take to stop routing to a terminating Pod"
+    assert pod.get("terminationGracePeriodSeconds", 30) > delay + graceful
+    assert "preStop" not in container.get("lifecycle", {}), "the server drains itself; a preStop adds to it"
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0

@@ -116,7 +116,9 @@ def test_deployment_serves_https_from_the_certificate_secret(
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["resources"]["requests"] and container["resources"]["limits"]
-    assert pod["affinity"]["podAntiAffinity"]
+    spread = {c["topologyKey"]: c for c in pod["topologySpreadConstraints"]}
+    assert spread["kubernetes.io/hostname"]["labelSelector"] == spec["selector"]
+    assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     assert container["image"] == "ghcr.io/kubeflow-extension/kubeflow-extension:0.1.0"
 
 
