@@ -72,6 +72,16 @@ KCM_CONTROLLERS = (
     # Lifts the `not-ready` taint of a node once its kubelet reports Ready (e2e/node.py).
     "node-lifecycle-controller",
 )
+CLUSTER_CONTROLLERS = (
+    # What Deployments behind Services need (e2e/cluster): kube-proxy programs nothing without EndpointSlices.
+    "endpointslice-controller",
+    "deployment-controller",
+    "replicaset-controller",
+    "disruption-controller",
+    "horizontal-pod-autoscaler-controller",
+    "statefulset-controller",
+    "pod-garbage-collector-controller",
+)
 
 # Generous: two cores, and kube-apiserver installs all its bootstrap objects on first start.
 APISERVER_READY_TIMEOUT = 120.0
@@ -338,6 +348,9 @@ class ControlPlane(ProcessGroup):
         extra_crds: Sequence[Path] = (),
         image: str | None = None,
         profiling: bool = False,
+        node_address: str | None = None,
+        aggregator_routing: bool = False,
+        run_metacontroller: bool = True,
     ) -> None:
         super().__init__()
         self.versions = versions or versions_module.load()
@@ -358,6 +371,13 @@ class ControlPlane(ProcessGroup):
         self.extra_crds = list(extra_crds)
         self.image = image
         self.profiling = profiling  # kube-apiserver's /debug/pprof, for benchmarks
+        # For a cluster whose Pods reach kube-apiserver (e2e/cluster): it listens on the node's address,
+        # which must be on the host already, and is the `kubernetes` Service's endpoint there.
+        self.node_address = node_address
+        # Webhook calls go to a random ready endpoint of the Service rather than to its ClusterIP.
+        self.aggregator_routing = aggregator_routing
+        # False where Metacontroller runs in a Pod, from its own manifests.
+        self.run_metacontroller = run_metacontroller
         self.logs_dir = self.run_dir / "logs"
         self.kubeconfig = self.run_dir / "admin.kubeconfig"
         self.kubectl = Kubectl(self.kubeconfig)
@@ -372,7 +392,7 @@ class ControlPlane(ProcessGroup):
                 "metacontroller-health",
             )
         }
-        self.server = f"https://{LOOPBACK}:{self.ports['apiserver']}"
+        self.server = f"https://{node_address or LOOPBACK}:{self.ports['apiserver']}"
         self.services: list[LocalService] = []
         self._pki: ControlPlanePki | None = None
 
@@ -383,7 +403,7 @@ class ControlPlane(ProcessGroup):
 
     def _start(self) -> None:
         v, ports, t0 = self.versions, self.ports, time.monotonic()
-        pki = self._pki = create_control_plane_pki(self.run_dir / "pki")
+        pki = self._pki = create_control_plane_pki(self.run_dir / "pki", self.node_address)
         self.kubeconfig.write_text(_kubeconfig(self.server, pki.ca, pki.admin))
         self.kubeconfig.chmod(0o600)
 
@@ -414,12 +434,8 @@ class ControlPlane(ProcessGroup):
             [
                 v.kube_apiserver,
                 f"--etcd-servers={etcd_url}",
-                f"--bind-address={LOOPBACK}",
                 f"--secure-port={ports['apiserver']}",
-                f"--advertise-address={LOOPBACK}",
-                # A loopback advertise address is invalid for the `kubernetes` Service endpoints, and
-                # nothing here needs them.
-                "--endpoint-reconciler-type=none",
+                *self._address_flags(),
                 f"--tls-cert-file={pki.apiserver.cert}",
                 f"--tls-private-key-file={pki.apiserver.key}",
                 f"--client-ca-file={pki.ca.files.cert}",
@@ -436,6 +452,7 @@ class ControlPlane(ProcessGroup):
                 f"--service-account-key-file={pki.service_account_pub}",
                 f"--service-account-signing-key-file={pki.service_account_key}",
                 f"--profiling={str(self.profiling).lower()}",
+                f"--enable-aggregator-routing={str(self.aggregator_routing).lower()}",
                 "--v=1",
             ],
         )
@@ -460,7 +477,7 @@ class ControlPlane(ProcessGroup):
                 f"--cert-dir={self.run_dir / 'controller-manager'}",
                 f"--service-account-private-key-file={pki.service_account_key}",
                 f"--root-ca-file={pki.ca.files.cert}",
-                f"--controllers={','.join(KCM_CONTROLLERS)}",
+                f"--controllers={','.join(self._controllers())}",
                 # Above the defaults (20 QPS, burst 30): the namespace controller and the garbage collector
                 # send requests per resource type, and there are ~80 here with the CRDs.
                 "--kube-api-qps=200",
@@ -472,21 +489,10 @@ class ControlPlane(ProcessGroup):
         self.install_crds()
         self._mark("crds", t0)
 
-        # Whichever Metacontroller this is (1.5 or v4), the flags come from its own --help.
-        endpoints = metacontroller_flags.Endpoints(ports["metacontroller"], ports["metacontroller-health"])
-        flags = metacontroller_flags.advertised_flags(metacontroller_flags.read_help(v.metacontroller_binary))
-        metacontroller = self._spawn(
-            "metacontroller",
-            [v.metacontroller_binary, *metacontroller_flags.arguments(flags, self.kubeconfig, endpoints)],
-        )
-        everything = [etcd, apiserver, controller_manager, metacontroller]
-        wait_until(
-            lambda: http_get(endpoints.metrics_url) == 200,
-            timeout=READY_TIMEOUT,
-            what="metacontroller /metrics",
-            watch=everything,
-        )
-        self._mark("metacontroller", t0)
+        everything = [etcd, apiserver, controller_manager]
+        if self.run_metacontroller:
+            everything.append(self._start_metacontroller(everything))
+            self._mark("metacontroller", t0)
 
         unverified = ssl.create_default_context()
         unverified.check_hostname = False
@@ -511,6 +517,37 @@ class ControlPlane(ProcessGroup):
             watch=everything,
         )
         self._mark("kube-controller-manager", t0)
+
+    def _address_flags(self) -> list[str]:
+        if self.node_address is None:
+            # A loopback advertise address is invalid for the `kubernetes` Service's endpoints, and
+            # nothing without a Pod network needs them.
+            return [
+                f"--bind-address={LOOPBACK}",
+                f"--advertise-address={LOOPBACK}",
+                "--endpoint-reconciler-type=none",
+            ]
+        return [f"--bind-address={self.node_address}", f"--advertise-address={self.node_address}"]
+
+    def _controllers(self) -> tuple[str, ...]:
+        return KCM_CONTROLLERS + (CLUSTER_CONTROLLERS if self.node_address else ())
+
+    def _start_metacontroller(self, watch: list[ManagedProcess]) -> ManagedProcess:
+        """Metacontroller as a local process; whichever it is (1.5 or v4), its flags come from its --help."""
+        v, ports = self.versions, self.ports
+        endpoints = metacontroller_flags.Endpoints(ports["metacontroller"], ports["metacontroller-health"])
+        flags = metacontroller_flags.advertised_flags(metacontroller_flags.read_help(v.metacontroller_binary))
+        metacontroller = self._spawn(
+            "metacontroller",
+            [v.metacontroller_binary, *metacontroller_flags.arguments(flags, self.kubeconfig, endpoints)],
+        )
+        wait_until(
+            lambda: http_get(endpoints.metrics_url) == 200,
+            timeout=READY_TIMEOUT,
+            what="metacontroller /metrics",
+            watch=[*watch, metacontroller],
+        )
+        return metacontroller
 
     def stop(self) -> None:
         """Stop services and control plane in reverse start order. Idempotent."""
@@ -541,6 +578,17 @@ class ControlPlane(ProcessGroup):
         if self._pki is None:
             raise RuntimeError("the control plane has not been started")
         return self._pki.ca
+
+    @property
+    def admin_client(self) -> CertFiles:
+        """The ``system:masters`` client certificate of the admin kubeconfig."""
+        if self._pki is None:
+            raise RuntimeError("the control plane has not been started")
+        return self._pki.admin
+
+    def ca_context(self) -> ssl.SSLContext:
+        """A TLS context that trusts this control plane's CA (and presents no client certificate)."""
+        return _tls_context(self.ca.files.cert)
 
     def client_kubeconfig(self, user: str, groups: Sequence[str] = ()) -> str:
         """A kubeconfig for this API server with a new client certificate for ``user`` in ``groups``."""

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -117,8 +118,51 @@ def cni_conflist(ipam_dir: Path) -> dict[str, Any]:
     }
 
 
+def pod_network_conflist(ipam_dir: Path, network: PodNetwork) -> dict[str, Any]:
+    """A Pod network: every Pod its own address on one bridge, the host its gateway; hairpin, so that a Pod
+    reaches a Service whose endpoint it is itself."""
+    return {
+        "cniVersion": "1.0.0",
+        "name": "kfext-pods",
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": network.bridge,
+                "isGateway": True,
+                # Pods route everything through the host: Services' addresses are routed nowhere else.
+                "isDefaultGateway": True,
+                "ipMasq": False,
+                "hairpinMode": True,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{"subnet": network.pod_cidr}]],
+                    "dataDir": str(ipam_dir),
+                },
+            }
+        ],
+    }
+
+
+@dataclass(frozen=True)
+class PodNetwork:
+    """What a node with a Pod network (e2e/cluster) hands its Pods: addresses, and the cluster's DNS."""
+
+    pod_cidr: str = "10.244.0.0/24"
+    bridge: str = "kfextpods0"
+    cluster_dns: str = "10.0.0.10"
+    """Inside kube-apiserver's ``--service-cluster-ip-range`` (10.0.0.0/24): the ``kube-dns`` Service."""
+    cluster_domain: str = "cluster.local"
+
+
 def kubelet_config(
-    *, port: int, healthz_port: int, ca: Path, serving: tuple[Path, Path], socket: Path, pod_logs: Path
+    *,
+    port: int,
+    healthz_port: int,
+    ca: Path,
+    serving: tuple[Path, Path],
+    socket: Path,
+    pod_logs: Path,
+    network: PodNetwork | None = None,
 ) -> dict[str, Any]:
     """KubeletConfiguration for this machine: cgroupfs on a cgroup v1 hybrid, swap tolerated, serving on
     127.0.0.1 to kube-apiserver's client certificate only, no DNS handed to Pods, eviction and image
@@ -159,6 +203,17 @@ def kubelet_config(
         "nodeStatusUpdateFrequency": "5s",
         "serializeImagePulls": False,
         "rotateCertificates": False,
+        # With a Pod network the node takes every Pod (no taint keeps the other tests' Pods off it: the
+        # cluster has a control plane of its own) and gives them the cluster's DNS.
+        **(
+            {
+                "registerWithTaints": [],
+                "clusterDNS": [network.cluster_dns],
+                "clusterDomain": network.cluster_domain,
+            }
+            if network
+            else {}
+        ),
     }
 
 
@@ -208,10 +263,20 @@ class Node(ProcessGroup):
     """containerd + kubelet + kube-scheduler joined to ``plane``; ``start()``/``stop()`` or ``with``."""
 
     def __init__(
-        self, plane: ControlPlane, *, busybox: Path = DEFAULT_BUSYBOX, keep_run_dir: bool = False
+        self,
+        plane: ControlPlane,
+        *,
+        busybox: Path = DEFAULT_BUSYBOX,
+        keep_run_dir: bool = False,
+        network: PodNetwork | None = None,
+        host_changes: host.HostChanges | None = None,
     ) -> None:
+        """``network``: a Pod network instead of host-network Pods only. ``host_changes``: the host lock is
+        held and the host recorded by the caller, which puts it back after ``stop()``."""
         super().__init__()
         self.plane = plane
+        self.network = network
+        self._owns_host = host_changes is None
         self.busybox = busybox
         require_tools(busybox)
         kubelet = plane.versions.kubernetes_dir / "bin" / "kubelet"
@@ -229,20 +294,26 @@ class Node(ProcessGroup):
         self.containerd_dir = self.run_dir / "containerd"
         self.socket = self.run_dir / "containerd.sock"
         self.kubelet_dir = self.run_dir / "kubelet"
-        self._changes: host.HostChanges | None = None
+        self._changes: host.HostChanges | None = host_changes
         self._lock: Any = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
     def _start(self) -> None:
         # One node a machine; what the kubelet changes on the host is recorded first, to be put back.
-        self._lock = host.host_lock()
-        self._lock.__enter__()
-        self._changes = host.HostChanges.record(NODE_IP)
+        if self._owns_host:
+            self._lock = host.host_lock()
+            self._lock.__enter__()
+            self._changes = host.HostChanges.record(NODE_IP)
         t0 = time.monotonic()
         cni_dir = self.run_dir / "cni"
         (cni_dir / "net.d").mkdir(parents=True)
-        (cni_dir / "net.d" / "10-kfext-e2e.conflist").write_text(json.dumps(cni_conflist(cni_dir / "ipam")))
+        conflist = (
+            pod_network_conflist(cni_dir / "ipam", self.network)
+            if self.network
+            else cni_conflist(cni_dir / "ipam")
+        )
+        (cni_dir / "net.d" / "10-kfext-e2e.conflist").write_text(json.dumps(conflist))
         (self.containerd_dir / "registry").mkdir(parents=True)
         config = self.containerd_dir / "config.toml"
         config.write_text(containerd_config(self.containerd_dir, self.socket, cni_dir / "net.d"))
@@ -294,6 +365,7 @@ class Node(ProcessGroup):
                     serving=(serving.cert, serving.key),
                     socket=self.socket,
                     pod_logs=self.run_dir / "pod-logs",
+                    network=self.network,
                 ),
                 indent=2,
             )
@@ -326,7 +398,7 @@ class Node(ProcessGroup):
             return False
         conditions = {c["type"]: c["status"] for c in node.get("status", {}).get("conditions", [])}
         taints = [t["key"] for t in node.get("spec", {}).get("taints", [])]
-        return conditions.get("Ready") == "True" and taints == [NODE_TAINT["key"]]
+        return conditions.get("Ready") == "True" and taints == ([] if self.network else [NODE_TAINT["key"]])
 
     def stop(self) -> None:
         """Stop kubelet and scheduler, every container, containerd; unmount and remove what they made; put
@@ -345,7 +417,7 @@ class Node(ProcessGroup):
             for pid in self._shim_pids():
                 stop_pid(pid)
             problems += host.unmount_beneath([self.run_dir])
-            if self._changes is not None:
+            if self._changes is not None and self._owns_host:
                 problems += self._changes.restore()
         finally:
             if self._lock is not None:

@@ -99,14 +99,14 @@ class ControlPlanePki:
     service_account_pub: Path
 
 
-def create_control_plane_pki(directory: Path) -> ControlPlanePki:
-    """CA, kube-apiserver serving cert, ``system:masters`` admin client cert, kube-apiserver's client cert
-    towards kubelets, service-account key pair."""
+def create_control_plane_pki(directory: Path, node_address: str | None = None) -> ControlPlanePki:
+    """CA, kube-apiserver serving cert (also for ``node_address``, where Pods reach it), ``system:masters``
+    admin client cert, kube-apiserver's client cert towards kubelets, service-account key pair."""
     ca = CertificateAuthority(directory)
     apiserver = ca.issue(
         "apiserver",
         "kube-apiserver",
-        ip_addresses=["127.0.0.1", "10.0.0.1"],
+        ip_addresses=["127.0.0.1", "10.0.0.1", *([node_address] if node_address else [])],
         dns_names=["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"],
         server=True,
     )

@@ -1,0 +1,115 @@
+"""The product in the cluster, as a user installs it: the image imported, the shipped kustomizations applied
+with only an ``images:`` retarget, and profile namespaces for the load."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from e2e import objects
+from e2e.cluster.cluster import Cluster
+from e2e.cluster.load import trial_pod, was_mutated
+from e2e.controlplane import REPO_ROOT
+from e2e.processes import eventually
+
+DEFAULT_IMAGE = "localhost/kubeflow-extension:dev"
+WEBHOOK_NAMESPACE = "kubeflow-extension"
+WEBHOOK_DEPLOYMENT = "kubeflow-extension-webhook"
+ROLLOUT_TIMEOUT = "240s"
+
+
+def image() -> str:
+    """The image under test: ``KUBEFLOW_EXTENSION_IMAGE`` (as ``just image-test``), else ``just image``'s."""
+    return os.environ.get("KUBEFLOW_EXTENSION_IMAGE", DEFAULT_IMAGE)
+
+
+def manifests_root() -> Path:
+    """Where the shipped kustomizations are read: this checkout, or ``E2E_MANIFESTS_ROOT`` (another
+    revision's checkout, to run a scenario against the manifests it shipped)."""
+    return Path(os.environ.get("E2E_MANIFESTS_ROOT", REPO_ROOT))
+
+
+def import_image(cluster: Cluster) -> None:
+    cluster.import_image(image())
+
+
+def deploy_webhook(cluster: Cluster, components: Sequence[str] = ()) -> None:
+    """``webhook/self-managed-certificates`` (no cert-manager here) from the image, then wait until a trial
+    Pod is mutated through the Service."""
+    root = manifests_root()
+    cluster.apply_kustomization(
+        "webhook",
+        [root / "webhook" / "self-managed-certificates"],
+        image(),
+        [root / "webhook" / component for component in components],
+    )
+    rollout_status(cluster, WEBHOOK_DEPLOYMENT)
+
+
+HOOKS_DEPLOYMENT = "kubeflow-extension-hooks"
+
+
+def deploy_hooks(cluster: Cluster) -> None:
+    """Metacontroller from its release manifests, then ``metacontroller/`` (the hooks, their
+    DecoratorController and RBAC) from the image; the Kubeflow namespace the authorization objects go to."""
+    cluster.kubectl.run("create", "namespace", "kubeflow")
+    cluster.deploy_metacontroller()
+    cluster.apply_kustomization("hooks", [manifests_root() / "metacontroller"], image())
+    rollout_status(cluster, HOOKS_DEPLOYMENT)
+
+
+def rollout_status(cluster: Cluster, deployment: str, namespace: str = WEBHOOK_NAMESPACE) -> None:
+    cluster.kubectl.run(
+        "rollout",
+        "status",
+        f"deployment/{deployment}",
+        "-n",
+        namespace,
+        f"--timeout={ROLLOUT_TIMEOUT}",
+        timeout=300,
+    )
+
+
+def create_profiles(cluster: Cluster, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Profile namespaces as Kubeflow's profile controller makes them, each with the Trial its Jobs belong
+    to; returns the Trials by namespace."""
+    trials = {}
+    for name in names:
+        for obj in objects.profile_objects(name, f"{name}@example.com"):
+            cluster.kubectl("create", "-f", "-", stdin=json.dumps(obj))
+        trials[name] = cluster.kubectl(
+            "create",
+            "-f",
+            "-",
+            stdin=json.dumps(
+                {
+                    "apiVersion": "kubeflow.org/v1beta1",
+                    "kind": "Trial",
+                    "metadata": {"name": "load", "namespace": name},
+                }
+            ),
+        )
+    return trials
+
+
+def wait_until_mutating(cluster: Cluster, namespace: str, timeout: float = 120.0) -> float:
+    """Seconds until a trial Pod created (server-side dry run) in ``namespace`` comes back mutated: the
+    webhook's Secret and caBundle are in place and its Service routes to it."""
+    began = time.monotonic()
+    pod = trial_pod(0)
+
+    def mutated() -> bool:
+        try:
+            stored = cluster.kubectl(
+                "create", "--dry-run=server", "-f", "-", "-n", namespace, stdin=json.dumps(pod)
+            )
+        except RuntimeError:
+            return False
+        return was_mutated(pod, stored)
+
+    eventually(mutated, timeout=timeout, what=f"a trial Pod in {namespace} mutated through the Service")
+    return time.monotonic() - began

@@ -1,0 +1,63 @@
+"""A cluster per routing mode, the product's webhook in it, profile namespaces for the load."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from e2e.cluster import product
+from e2e.cluster.cluster import Cluster
+
+ROUTING_MODES = {"clusterip": False, "endpoint": True}
+"""kube-apiserver reaching a webhook Service through its ClusterIP (kube-proxy; the default), or a random
+ready endpoint of it (``--enable-aggregator-routing=true``)."""
+PROFILES = ("team-a", "team-b", "team-c")
+
+
+def routing_modes() -> list[str]:
+    """``E2E_ROUTING`` limits the modes (comma-separated), e.g. to keep a CI run short."""
+    chosen = os.environ.get("E2E_ROUTING", ",".join(ROUTING_MODES)).split(",")
+    unknown = set(chosen) - set(ROUTING_MODES)
+    if unknown:
+        raise pytest.UsageError(f"E2E_ROUTING: unknown routing modes {sorted(unknown)}")
+    return chosen
+
+
+@pytest.fixture(scope="module", params=routing_modes())
+def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    keep = os.environ.get("E2E_KEEP_RUN_DIR", "") not in ("", "0")
+    with Cluster(aggregator_routing=ROUTING_MODES[request.param], keep_run_dir=keep) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def webhook(cluster: Cluster) -> dict[str, dict[str, Any]]:
+    """The webhook deployed from the image; profile namespaces with their Trials (returned by namespace)."""
+    product.import_image(cluster)
+    trials = product.create_profiles(cluster, PROFILES)
+    product.deploy_webhook(cluster)
+    product.wait_until_mutating(cluster, PROFILES[0])
+    return trials
+
+
+def record(request: pytest.FixtureRequest, figures: dict[str, Any]) -> None:
+    """A scenario's figures: on the terminal (outside pytest's capture) and, with ``E2E_RESULTS``, appended
+    to that file as one JSON line."""
+    line = json.dumps({"test": request.node.name, **figures}, sort_keys=True)
+    results = os.environ.get("E2E_RESULTS")
+    if results:
+        with Path(results).open("a") as handle:
+            handle.write(line + "\n")
+    reporter = request.config.pluginmanager.getplugin("terminalreporter")
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    if reporter is None or capture is None:
+        print(f"scenario: {line}", file=sys.stderr)
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.write_line(f"\nscenario: {line}")
