@@ -10,8 +10,9 @@ default_image := "localhost/kubeflow-extension:dev"
 default:
     @just --list
 
-# Everything CI runs, in its order: lint, the tests, Istio's translation of the hooks' objects, the image.
-check: lint test test-istio image-test
+# Everything CI runs, in its order: lint, the tests, Istio's translation of the hooks' objects, the image,
+# and the product from that image on the local cluster.
+check: lint test test-istio image-test e2e-cluster
 
 # Unit, contract and property tests, then the end-to-end suite on the local control plane.
 test *args:
@@ -81,6 +82,13 @@ build-control-plane:
 # trial Pods to completion (root; packages: e2e/install-node-packages.sh, binaries: build-control-plane).
 e2e-node *args:
     pytest -m node e2e {{args}}
+
+# The product as users deploy it, on a one-node cluster (Pod network, kube-proxy, CoreDNS): the webhook, the
+# hooks and Metacontroller in Pods from the image, rolled, killed and drained under load, with refusals
+# counted by the load and by kube-apiserver (root; `just image` first; binaries: build-control-plane).
+# `E2E_ROUTING=endpoint` limits it to one way kube-apiserver reaches the webhook (default: both).
+e2e-cluster *args:
+    pytest -m cluster e2e/scenarios {{args}}
 
 # Regenerate tests/webhook/fixtures/katib-v<KATIB_VERSION>/: trial Pods from Katib's own Pod webhook.
 katib-fixtures:

@@ -20,9 +20,9 @@ from typing import Any
 from e2e import host, oci, upstream
 from e2e.cluster import dns
 from e2e.cluster import network as host_network
-from e2e.controlplane import LOOPBACK, REPO_ROOT, ControlPlane, Kubectl, http_get
+from e2e.cluster.api import Api
+from e2e.controlplane import LOOPBACK, ControlPlane, Kubectl, http_get
 from e2e.node import IMAGE_REGISTRY, NODE_IP, NODE_NAME, Node, PodNetwork
-from e2e.pki import CertFiles
 from e2e.processes import ManagedProcess, ProcessGroup, free_port, wait_until
 
 READY_TIMEOUT = 120.0
@@ -188,8 +188,9 @@ class Cluster(ProcessGroup):
     # -- the product -------------------------------------------------------------------------------
 
     @property
-    def admin(self) -> CertFiles:
-        return self.plane.admin_client
+    def api(self) -> Api:
+        """kube-apiserver's REST API as the cluster's admin."""
+        return Api(self.plane.server, str(self.plane.ca.files.cert), self.plane.admin_client)
 
     def import_image(self, image: str) -> None:
         """The image from podman's store (``just image`` builds it there) into the kubelet's containerd."""
@@ -248,7 +249,3 @@ class Cluster(ProcessGroup):
         lines += ["images:", f"- name: {image_name}", f"  newName: {repository}", f"  newTag: {tag}"]
         (directory / "kustomization.yaml").write_text("\n".join(lines) + "\n")
         self.kubectl.run("apply", "--server-side", "--field-manager=e2e-user", "-k", str(directory))
-
-
-def webhook_manifests(self_managed: bool = True) -> Path:
-    return REPO_ROOT / "webhook" / ("self-managed-certificates" if self_managed else "manifests")

@@ -13,15 +13,15 @@ from __future__ import annotations
 import http.client
 import itertools
 import json
-import ssl
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from e2e.pki import CertFiles
+from e2e.cluster.api import Api
 from tests.webhook import katib_objects
 
 SCHEDULING_GATE = {"name": "kubeflow-extension.e2e/admission-only"}
@@ -42,28 +42,28 @@ class Admission:
     detail: str = ""
 
 
-def trial_pod(number: int) -> dict[str, Any]:
+def trial_pod(name: str) -> dict[str, Any]:
     pod = katib_objects.trial_pod("v0.19")
     # Its Job does not exist here: the garbage collector would delete the Pod while it is counted.
     pod["metadata"].pop("ownerReferences")
-    pod["metadata"]["name"] = f"trial-{number}"
+    pod["metadata"]["name"] = name
     del pod["metadata"]["generateName"], pod["metadata"]["namespace"]
     pod["spec"]["schedulingGates"] = [SCHEDULING_GATE]
     return pod
 
 
-def notebook_pod(number: int) -> dict[str, Any]:
+def notebook_pod(name: str) -> dict[str, Any]:
     pod = katib_objects.notebook_pod()
-    pod["metadata"]["name"] = f"notebook-{number}"
+    pod["metadata"]["name"] = name
     del pod["metadata"]["namespace"]
     pod["spec"]["schedulingGates"] = [SCHEDULING_GATE]
     return pod
 
 
-def trial_job(number: int, trial: Mapping[str, Any]) -> dict[str, Any]:
+def trial_job(name: str, trial: Mapping[str, Any]) -> dict[str, Any]:
     """A Job owned by ``trial`` (an existing Trial, so the garbage collector keeps the Job)."""
     job = katib_objects.trial_job(kale="0.7")
-    job["metadata"]["name"] = f"trial-{number}"
+    job["metadata"]["name"] = name
     del job["metadata"]["namespace"]
     job["metadata"]["ownerReferences"][0].update(name=trial["metadata"]["name"], uid=trial["metadata"]["uid"])
     job["spec"]["suspend"] = True
@@ -91,7 +91,9 @@ def classify(status: int, body: bytes, sent: Mapping[str, Any]) -> tuple[str, st
     except ValueError:
         return "failed", f"{status}: {body[:200]!r}"
     if status == 201:
-        return ("mutated", "") if was_mutated(sent, answer) else ("unmutated", "")
+        if was_mutated(sent, answer):
+            return "mutated", ""
+        return "unmutated", f"{sent['kind']} {sent['metadata']['name']} stored without our change"
     message = str(answer.get("message", answer))
     return ("refused" if WEBHOOK_CALL_FAILED in message else "failed"), f"{status}: {message[:300]}"
 
@@ -100,15 +102,14 @@ def classify(status: int, body: bytes, sent: Mapping[str, Any]) -> tuple[str, st
 class Load:
     """Creates objects at ``rate`` per second across ``namespaces`` from ``start()`` until ``stop()``."""
 
-    server: str
-    """``https://host:port`` of kube-apiserver."""
-    ca: str
-    client: CertFiles
+    api: Api
     namespaces: Sequence[str]
     trials: Mapping[str, Mapping[str, Any]]
     """The Trial that owns the Jobs, per namespace."""
     rate: float = 10.0
     workers: int = 4
+    run: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
+    """In every name: loads after one another in the same namespaces never collide."""
     admissions: list[Admission] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -132,21 +133,14 @@ class Load:
         namespace = self.namespaces[number % len(self.namespaces)]
         match number % 3:
             case 0:
-                return namespace, trial_pod(number), "pods"
+                return namespace, trial_pod(f"trial-{self.run}-{number}"), "pods"
             case 1:
-                return namespace, trial_job(number, self.trials[namespace]), "jobs"
+                return namespace, trial_job(f"trial-{self.run}-{number}", self.trials[namespace]), "jobs"
             case _:
-                return namespace, notebook_pod(number), "pods"
-
-    def _connection(self) -> http.client.HTTPSConnection:
-        context = ssl.create_default_context(cafile=self.ca)
-        context.load_cert_chain(str(self.client.cert), str(self.client.key))
-        host, port = self.server.removeprefix("https://").rsplit(":", 1)
-        return http.client.HTTPSConnection(host, int(port), context=context, timeout=30)
+                return namespace, notebook_pod(f"notebook-{self.run}-{number}"), "pods"
 
     def _work(self, worker: int, began: float) -> None:
         """Send creation ``worker``, ``worker + workers``, ... each at its time on the fixed schedule."""
-        connection = self._connection()
         for number in itertools.count(worker, self.workers):
             due = began + number / self.rate
             while (wait := due - time.monotonic()) > 0:
@@ -158,19 +152,12 @@ class Load:
             prefix = "/apis/batch/v1" if resource == "jobs" else "/api/v1"
             sent = time.monotonic()
             try:
-                connection.request(
-                    "POST",
-                    f"{prefix}/namespaces/{namespace}/{resource}",
-                    body=json.dumps(obj),
-                    headers={"Content-Type": "application/json"},
+                outcome, detail = classify(
+                    *self.api.call("POST", f"{prefix}/namespaces/{namespace}/{resource}", obj), obj
                 )
-                response = connection.getresponse()
-                outcome, detail = classify(response.status, response.read(), obj)
             except (OSError, http.client.HTTPException) as error:
-                # Our own connection to kube-apiserver, not an admission: counted apart, and reopened.
+                # Our own connection to kube-apiserver, not an admission: counted apart (and reopened).
                 outcome, detail = "failed", f"client: {error!r}"
-                connection.close()
-                connection = self._connection()
             with self._lock:
                 self.admissions.append(
                     Admission(obj["kind"], namespace, sent, time.monotonic() - sent, outcome, detail)

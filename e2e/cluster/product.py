@@ -62,15 +62,12 @@ def deploy_hooks(cluster: Cluster) -> None:
     rollout_status(cluster, HOOKS_DEPLOYMENT)
 
 
-def rollout_status(cluster: Cluster, deployment: str, namespace: str = WEBHOOK_NAMESPACE) -> None:
+def rollout_status(
+    cluster: Cluster, name: str, namespace: str = WEBHOOK_NAMESPACE, kind: str = "deployment"
+) -> None:
+    """Wait until the rollout of ``kind/name`` is complete (every replica updated and ready)."""
     cluster.kubectl.run(
-        "rollout",
-        "status",
-        f"deployment/{deployment}",
-        "-n",
-        namespace,
-        f"--timeout={ROLLOUT_TIMEOUT}",
-        timeout=300,
+        "rollout", "status", f"{kind}/{name}", "-n", namespace, f"--timeout={ROLLOUT_TIMEOUT}", timeout=300
     )
 
 
@@ -100,7 +97,7 @@ def wait_until_mutating(cluster: Cluster, namespace: str, timeout: float = 120.0
     """Seconds until a trial Pod created (server-side dry run) in ``namespace`` comes back mutated: the
     webhook's Secret and caBundle are in place and its Service routes to it."""
     began = time.monotonic()
-    pod = trial_pod(0)
+    pod = trial_pod("ready-check")
 
     def mutated() -> bool:
         try:

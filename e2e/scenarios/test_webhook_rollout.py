@@ -8,34 +8,22 @@ from typing import Any
 
 import pytest
 
-from e2e.cluster import apiserver_metrics, product
+from e2e.cluster import product
 from e2e.cluster.cluster import Cluster
-from e2e.cluster.load import Load, summary
 from e2e.scenarios.conftest import PROFILES, record
+from e2e.scenarios.under_load import RATE, under_load
 
 pytestmark = pytest.mark.cluster
 
-RATE = 10.0
 ROLLOUTS = 3
-SETTLE = 12.0
-"""After the last rollout: longer than the old Pods' drain, so that their end is inside the count."""
-
-
-def apiserver_failures(cluster: Cluster) -> dict[str, float]:
-    return apiserver_metrics.webhook_failures(cluster.kubectl.run("get", "--raw", "/metrics").stdout)
 
 
 def test_rollout_restarts_refuse_no_admission(
     request: pytest.FixtureRequest, cluster: Cluster, webhook: dict[str, dict[str, Any]]
 ) -> None:
-    before = apiserver_failures(cluster)
-    load = Load(
-        cluster.plane.server, str(cluster.plane.ca.files.cert), cluster.admin, PROFILES, webhook, rate=RATE
-    ).start()
-    began = time.monotonic()
-    rollouts = []
-    try:
-        time.sleep(3)
+    rollouts: list[float] = []
+
+    def roll_three_times() -> None:
         for _ in range(ROLLOUTS):
             started = time.monotonic()
             cluster.kubectl.run(
@@ -47,24 +35,9 @@ def test_rollout_restarts_refuse_no_admission(
             )
             product.rollout_status(cluster, product.WEBHOOK_DEPLOYMENT)
             rollouts.append(round(time.monotonic() - started, 1))
-        time.sleep(SETTLE)
-    finally:
-        admissions = load.stop()
-    failures = apiserver_metrics.increase(before, apiserver_failures(cluster))
-    counts = summary(admissions)
-    problems = [a.detail for a in admissions if a.outcome != "mutated"]
-    record(
-        request,
-        {
-            "routing": cluster.routing,
-            "seconds": round(time.monotonic() - began, 1),
-            "rollout_seconds": rollouts,
-            "client": counts,
-            "apiserver": failures,
-            "examples": problems[:3],
-        },
-    )
-    assert counts["attempted"] >= RATE * 20, "the load did not run long enough"
-    assert counts["refused"] == 0 and failures["calling_webhook_error"] == 0, problems[:5]
-    assert counts["unmutated"] == 0 and failures["fail_open"] == 0, problems[:5]
-    assert counts["failed"] == 0, problems[:5]
+
+    tally = under_load(cluster, list(PROFILES), webhook, roll_three_times)
+    record(request, {"routing": cluster.routing, "rollout_seconds": rollouts, **tally.figures()})
+    assert tally.client["attempted"] >= RATE * 20, "the load did not run long enough"
+    assert tally.refused == 0, tally.figures()
+    assert tally.client["failed"] == 0, tally.figures()

@@ -43,7 +43,7 @@ def test_increase_is_per_counter() -> None:
 
 
 def test_a_webhook_call_failure_is_a_refusal_and_other_errors_are_failures() -> None:
-    pod = load.trial_pod(1)
+    pod = load.trial_pod("trial-1")
     refused = {
         "kind": "Status",
         "message": 'Internal error occurred: failed calling webhook "trial-pods": EOF',
@@ -58,20 +58,20 @@ def test_a_webhook_call_failure_is_a_refusal_and_other_errors_are_failures() -> 
 
 
 def test_stored_objects_are_mutated_only_with_our_change() -> None:
-    pod = load.trial_pod(1)
+    pod = load.trial_pod("trial-1")
     assert load.classify(201, json.dumps(pod).encode(), pod)[0] == "unmutated"
     changed = json.loads(json.dumps(pod))
     [collector] = [c for c in changed["spec"]["containers"] if c["name"] == "metrics-logger-and-collector"]
     collector["args"] = ["-w=false", *collector["args"]]
     assert load.classify(201, json.dumps(changed).encode(), pod)[0] == "mutated"
 
-    notebook = load.notebook_pod(2)
+    notebook = load.notebook_pod("notebook-2")
     assert not load.was_mutated(notebook, notebook)
     labelled = json.loads(json.dumps(notebook))
     labelled["metadata"]["labels"]["kubeflow-extension"] = "true"
     assert load.was_mutated(notebook, labelled)
 
-    job = load.trial_job(3, {"metadata": {"name": "load", "uid": "u-1"}})
+    job = load.trial_job("trial-3", {"metadata": {"name": "load", "uid": "u-1"}})
     assert job["metadata"]["ownerReferences"][0]["uid"] == "u-1" and job["spec"]["suspend"] is True
     assert not load.was_mutated(job, job)
     template = json.loads(json.dumps(job))
@@ -80,13 +80,13 @@ def test_stored_objects_are_mutated_only_with_our_change() -> None:
 
 
 def test_load_objects_are_held_off_the_node_and_owned_by_nothing_missing() -> None:
-    for pod in (load.trial_pod(1), load.notebook_pod(2)):
+    for pod in (load.trial_pod("trial-1"), load.notebook_pod("notebook-2")):
         assert pod["spec"]["schedulingGates"] == [load.SCHEDULING_GATE]
         assert "ownerReferences" not in pod["metadata"]
     for obj in (
-        load.trial_pod(1),
-        load.notebook_pod(2),
-        load.trial_job(3, {"metadata": {"name": "t", "uid": "u"}}),
+        load.trial_pod("trial-1"),
+        load.notebook_pod("notebook-2"),
+        load.trial_job("trial-3", {"metadata": {"name": "t", "uid": "u"}}),
     ):
         assert "namespace" not in obj["metadata"], "the request's path names the namespace"
 

@@ -1,0 +1,105 @@
+"""Rolling the hooks, then Metacontroller, three times each while profile namespaces come and go and
+admissions keep coming: no profile namespace loses a child, every new one gets its children."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from e2e.cluster import apiserver_metrics, product
+from e2e.cluster.api import Api
+from e2e.cluster.children import ChildrenWatch, Churn
+from e2e.cluster.cluster import Cluster
+from e2e.cluster.load import Load, summary
+from e2e.scenarios.conftest import PROFILES, record
+
+pytestmark = pytest.mark.cluster
+
+ROLLOUTS = 3
+SETTLE = 15.0
+
+
+@pytest.fixture(scope="module")
+def hooks(cluster: Cluster, webhook: dict[str, dict[str, Any]]) -> Api:
+    """Metacontroller from its release manifests and ``metacontroller/`` from the image; the existing profile
+    namespaces decorated."""
+    product.deploy_hooks(cluster)
+    api = cluster.api
+    watch = ChildrenWatch(api)
+    for name in PROFILES:
+        watch.track(name)
+    watch.start()
+    deadline = time.monotonic() + 120
+    while watch.report()["never_converged"] and time.monotonic() < deadline:
+        time.sleep(1)
+    report = watch.stop()
+    assert report["never_converged"] == 0, f"Metacontroller did not decorate the profile namespaces: {report}"
+    return api
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "namespace"),
+    [
+        ("deployment", product.HOOKS_DEPLOYMENT, product.WEBHOOK_NAMESPACE),
+        ("statefulset", "metacontroller", "metacontroller"),
+    ],
+)
+def test_rollouts_lose_no_child_and_refuse_no_admission(
+    request: pytest.FixtureRequest,
+    cluster: Cluster,
+    webhook: dict[str, dict[str, Any]],
+    hooks: Api,
+    kind: str,
+    name: str,
+    namespace: str,
+) -> None:
+    before = apiserver_metrics.webhook_failures(cluster.kubectl.run("get", "--raw", "/metrics").stdout)
+    watch = ChildrenWatch(hooks)
+    for profile in PROFILES:
+        watch.track(profile)
+    churn = Churn(hooks, watch, prefix=f"churn-{kind}")
+    load = Load(hooks, PROFILES, webhook)
+    began = time.monotonic()
+    rollouts = []
+    watch.start()
+    churn.start()
+    load.start()
+    try:
+        time.sleep(5)
+        for _ in range(ROLLOUTS):
+            started = time.monotonic()
+            cluster.kubectl.run("rollout", "restart", f"{kind}/{name}", "-n", namespace)
+            product.rollout_status(cluster, name, namespace, kind=kind)
+            rollouts.append(round(time.monotonic() - started, 1))
+        time.sleep(SETTLE)
+    finally:
+        admissions = load.stop()
+        churn_errors = churn.stop()
+        children = watch.stop()
+    failures = apiserver_metrics.increase(
+        before, apiserver_metrics.webhook_failures(cluster.kubectl.run("get", "--raw", "/metrics").stdout)
+    )
+    counts = summary(admissions)
+    record(
+        request,
+        {
+            "routing": cluster.routing,
+            "restarted": f"{kind}/{name}",
+            "seconds": round(time.monotonic() - began, 1),
+            "rollout_seconds": rollouts,
+            "children": children,
+            "client": counts,
+            "apiserver": failures,
+            "churn_errors": churn_errors[:3],
+        },
+    )
+    assert children["lost_checks"] == 0, children
+    assert children["never_converged"] == 0, children
+    assert children["namespaces"] >= len(PROFILES) + 5, "too few namespaces came and went"
+    assert not churn_errors, churn_errors[:3]
+    assert counts["mutated"] == counts["attempted"], [a.detail for a in admissions if a.outcome != "mutated"][
+        :3
+    ]
+    assert failures == {"calling_webhook_error": 0.0, "fail_open": 0.0}

@@ -1,0 +1,125 @@
+"""A webhook Pod deleted, a webhook container killed hard, the webhook drained off its node: under load.
+
+Deleting a Pod goes the way a rollout does (SIGTERM, drain): nothing may be refused. A hard kill gives no
+drain: what it loses is measured and bounded by what one replica can have in flight. A drain evicts
+through the eviction API, where the PodDisruptionBudget keeps one replica serving.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from e2e.cluster import product
+from e2e.cluster.cluster import Cluster
+from e2e.node import NODE_NAME
+from e2e.processes import eventually
+from e2e.scenarios.conftest import PROFILES, record
+from e2e.scenarios.under_load import under_load
+
+pytestmark = pytest.mark.cluster
+
+SELECTOR = f"app.kubernetes.io/name={product.WEBHOOK_DEPLOYMENT}"
+HARD_KILL_BOUND = 3
+"""Reviews one replica can have had in flight at 10/s, with milliseconds per review, spread over replicas."""
+
+
+def webhook_pods(cluster: Cluster) -> list[dict[str, Any]]:
+    pods: list[dict[str, Any]] = cluster.kubectl(
+        "get", "pods", "-n", product.WEBHOOK_NAMESPACE, "-l", SELECTOR
+    )["items"]
+    return pods
+
+
+def all_replicas_ready(cluster: Cluster) -> bool:
+    deployment = cluster.kubectl.get("deployment", product.WEBHOOK_DEPLOYMENT, product.WEBHOOK_NAMESPACE)
+    assert deployment is not None
+    status, wanted = deployment["status"], deployment["spec"]["replicas"]
+    pods = webhook_pods(cluster)
+    return bool(status.get("readyReplicas") == wanted and len(pods) == wanted)
+
+
+def test_a_deleted_pod_refuses_no_admission(
+    request: pytest.FixtureRequest, cluster: Cluster, webhook: dict[str, dict[str, Any]]
+) -> None:
+    def delete_one() -> None:
+        victim = webhook_pods(cluster)[0]["metadata"]["name"]
+        cluster.kubectl.run("delete", "pod", victim, "-n", product.WEBHOOK_NAMESPACE, "--wait=false")
+        eventually(
+            lambda: all_replicas_ready(cluster), timeout=120, what="the webhook's replicas ready again"
+        )
+
+    tally = under_load(cluster, list(PROFILES), webhook, delete_one)
+    record(request, {"routing": cluster.routing, **tally.figures()})
+    assert tally.refused == 0 and tally.client["failed"] == 0, tally.figures()
+
+
+def test_a_hard_killed_container_loses_at_most_what_it_had_in_flight(
+    request: pytest.FixtureRequest, cluster: Cluster, webhook: dict[str, dict[str, Any]]
+) -> None:
+    assert cluster.node is not None
+    node = cluster.node
+    killed_at: list[float] = []
+
+    def kill_one() -> None:
+        pod = webhook_pods(cluster)[0]
+        [status] = pod["status"]["containerStatuses"]
+        container = status["containerID"].removeprefix("containerd://")
+        killed_at.append(time.monotonic())
+        node.ctr("tasks", "kill", "--signal", "SIGKILL", container)
+        eventually(
+            lambda: (
+                all_replicas_ready(cluster)
+                and webhook_pods(cluster)[0]["status"]["containerStatuses"][0]["restartCount"] > 0
+            ),
+            timeout=120,
+            what="the killed container restarted and ready",
+        )
+
+    tally = under_load(cluster, list(PROFILES), webhook, kill_one)
+    lost = [a for a in tally.admissions if a.outcome != "mutated"]
+    after_kill = [round(a.sent - killed_at[0], 2) for a in lost]
+    record(request, {"routing": cluster.routing, "lost_seconds_after_kill": after_kill, **tally.figures()})
+    assert tally.refused <= HARD_KILL_BOUND, tally.figures()
+    assert tally.client["failed"] == 0, tally.figures()
+
+
+def test_a_drain_keeps_one_replica_serving_and_refuses_no_admission(
+    request: pytest.FixtureRequest, cluster: Cluster, webhook: dict[str, dict[str, Any]]
+) -> None:
+    drained: list[str] = []
+
+    def drain() -> None:
+        # One node: the evicted replica's successor cannot be scheduled until it is uncordoned, so the
+        # PodDisruptionBudget (minAvailable 1) refuses the second eviction and the drain times out.
+        result = cluster.kubectl.run(
+            "drain",
+            NODE_NAME,
+            f"--pod-selector={SELECTOR}",
+            "--delete-emptydir-data",
+            "--ignore-daemonsets",
+            "--timeout=25s",
+            check=False,
+            timeout=60,
+        )
+        drained.append(result.stdout + result.stderr)
+        ready = sum(
+            1
+            for pod in webhook_pods(cluster)
+            if any(
+                c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", [])
+            )
+        )
+        drained.append(f"ready while cordoned: {ready}")
+        cluster.kubectl.run("uncordon", NODE_NAME)
+        eventually(
+            lambda: all_replicas_ready(cluster), timeout=120, what="the webhook's replicas ready again"
+        )
+
+    tally = under_load(cluster, list(PROFILES), webhook, drain)
+    record(request, {"routing": cluster.routing, "drain": drained[-1], **tally.figures()})
+    assert "disruption budget" in drained[0], drained[0][-2000:]
+    assert drained[1] == "ready while cordoned: 1", drained
+    assert tally.refused == 0 and tally.client["failed"] == 0, tally.figures()
