@@ -42,7 +42,7 @@ DIFFERENCES = (
 
 
 def version() -> str:
-    from e2e.versions import VERSIONS_FILE, parse_env_file
+    from e2e.framework.versions import VERSIONS_FILE, parse_env_file
 
     return parse_env_file(VERSIONS_FILE.read_text())["KYVERNO_VERSION"]
 

@@ -16,8 +16,8 @@ from typing import Any
 
 from bench import stats
 from bench.common import progress
-from e2e.controlplane import REPO_ROOT, ControlPlane
-from e2e.objects import profile_objects
+from e2e.cluster.controlplane import REPO_ROOT, ControlPlane
+from e2e.framework.objects import profile_objects
 from hooks.istio import ENVOY_FILTER_NAME, authorization_name
 
 TARGET_SECONDS = 60.0

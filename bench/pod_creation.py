@@ -195,7 +195,7 @@ def webhook_calls(webhook: Any) -> float:
 
 
 def run(durations: Durations, work_dir: Path) -> dict[str, Any]:
-    from e2e.controlplane import ControlPlane
+    from e2e.cluster.controlplane import ControlPlane
 
     plan = {1: 100, 10: 300} if durations.rounds == 1 else {1: 250, 10: 600}
     results: dict[str, Any] = {"clients": {}}

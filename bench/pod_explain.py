@@ -235,7 +235,7 @@ def run(
 ) -> dict[str, Any]:
     """Every side at each number of clients in ``concurrency``, ``rounds`` times alternating; then the
     profiled sides among them."""
-    from e2e.controlplane import ControlPlane
+    from e2e.cluster.controlplane import ControlPlane
 
     quick = durations.rounds == 1
     pods_per_round = {1: 60, 10: 150} if quick else {1: 150, 10: 300}

@@ -165,7 +165,7 @@ def kyverno_webhooks(plane: Any) -> list[dict[str, Any]]:
 
 
 def run(durations: Durations, work_dir: Path) -> dict[str, Any]:
-    from e2e.controlplane import ControlPlane
+    from e2e.cluster.controlplane import ControlPlane
 
     config = Config()
     label = config.workload_label

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds etcd, kube-apiserver, kube-controller-manager, Metacontroller, for `just e2e-node` kube-scheduler and
-# the kubelet, the programs of the e2e/katib module (run against Katib's own code by the tests), and for the
+# the kubelet, the programs of the e2e/peers/katib module (run against Katib's own code by the tests), and for the
 # local cluster (step `cluster`) kube-proxy, CoreDNS and metrics-server, from their Go modules, and for the
 # node trials a full BusyBox from Debian's source package, into
 # ${KUBEFLOW_EXTENSION_CACHE:-~/.cache/kubeflow-extension}/<component>-<version>/, skipping any binary already there.
@@ -192,14 +192,14 @@ build_metrics_server() {
 # The local cluster's add-ons, each in its own subshell (its cd and trap stay there).
 build_cluster() { (build_kube_proxy); (build_coredns); (build_metrics_server); }
 
-# e2e/katib is a module of this repository: its binaries are rebuilt whenever its files change, which the
+# e2e/peers/katib is a module of this repository: its binaries are rebuilt whenever its files change, which the
 # digest of its sources (in the name of a stamp file beside them) tells.
 build_katib() {
-  local module=$here/katib digest
+  local module=$here/peers/katib digest
   digest=$(cd "$module" && find . -type f | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16)
   if [[ -f $katib_dir/bin/.sources-$digest ]]; then log "katib $KATIB_VERSION: cached"; return; fi
   grep -Eq "^(require )?[[:space:]]*github.com/kubeflow/katib v$KATIB_VERSION\$" "$module/go.mod" ||
-    { log "e2e/katib/go.mod does not require github.com/kubeflow/katib v$KATIB_VERSION (versions.env)"; return 1; }
+    { log "e2e/peers/katib/go.mod does not require github.com/kubeflow/katib v$KATIB_VERSION (versions.env)"; return 1; }
   log "katib $KATIB_VERSION: building"
   cd "$module"
   # The new bin/ (its stamp included) moves into place at the end, the old one goes now.
@@ -235,7 +235,7 @@ build_katib() {
 # applied), configured by busybox-full.config: the collector image of the node trials with `wget -T` and
 # `pkill`, which Debian's own static build lacks. Rebuilt when that file changes (its digest names a stamp).
 build_busybox() {
-  local config=$here/busybox-full.config version digest dir work
+  local config=$here/peers/busybox-full.config version digest dir work
   # Without the node's packages there is no node to run it on (bootstrap goes on; the node tests say why).
   if ! version=$(dpkg-query -W -f='${source:Version}' busybox-static 2>/dev/null) ||
     ! command -v gcc make dpkg-source >/dev/null; then

@@ -12,10 +12,16 @@ from collections.abc import Generator, Iterator
 import pluggy
 import pytest
 
-from e2e import versions
-from e2e.controlplane import ControlPlane, Kubectl, LocalService, MissingBinariesError, require_binaries
-from e2e.katib_node import Katib, running_katib
-from e2e.node import Node, NodeSetupError
+from e2e.cluster.controlplane import (
+    ControlPlane,
+    Kubectl,
+    LocalService,
+    MissingBinariesError,
+    require_binaries,
+)
+from e2e.cluster.node import Node, NodeSetupError
+from e2e.framework import versions
+from e2e.peers.katib_node import Katib, running_katib
 
 # The image's tests need a built image: `just image-test` builds one and names it in this variable.
 collect_ignore = [] if os.environ.get("KUBEFLOW_EXTENSION_IMAGE") else ["image"]
@@ -53,7 +59,7 @@ def _keep_run_dirs() -> bool:
 @pytest.fixture(scope="session")
 def node(control_plane: ControlPlane) -> Iterator[Node]:
     """containerd, a kubelet and kube-scheduler joined to the control plane; the node Ready. Pods for it:
-    ``e2e.node.pod()``."""
+    ``e2e.cluster.node.pod()``."""
     try:
         local = Node(control_plane, keep_run_dir=_keep_run_dirs())
     except NodeSetupError as error:
@@ -87,8 +93,8 @@ def webhook_server(control_plane: ControlPlane) -> LocalService:
 def katib(
     control_plane: ControlPlane, kubectl: Kubectl, node: Node, webhook_server: LocalService
 ) -> Iterator[Katib]:
-    """Katib v0.19.0 for trials on the node (``e2e.katib_node``): its Pod injector and database, our webhook,
-    a namespace where both apply (``PROFILE``) and one where only Katib's does (``UNPATCHED``)."""
+    """Katib v0.19.0 for trials on the node (``e2e.peers.katib_node``): its Pod injector and database, our
+    webhook, a namespace where both apply (``PROFILE``) and one where only Katib's does (``UNPATCHED``)."""
     with running_katib(control_plane, kubectl, node, webhook_server) as parts:
         yield parts
 

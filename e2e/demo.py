@@ -13,7 +13,7 @@ control plane of its own, and reports the mode with what it created.
 
 It doubles as a smoke test: the exit code is 1 when an expected effect is missing, and the report says
 which. ``--keep`` leaves the last run's control plane running (stop it with
-``python -m e2e.controlplane down``).
+``python -m e2e.cluster.controlplane down``).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from e2e.controlplane import (
+from e2e.cluster.controlplane import (
     DEFAULT_STATE_FILE,
     REPO_ROOT,
     ControlPlane,
@@ -41,8 +41,8 @@ from e2e.controlplane import (
     MissingBinariesError,
     state_is_live,
 )
-from e2e.objects import profile_objects
-from e2e.processes import eventually
+from e2e.framework.objects import profile_objects
+from e2e.framework.processes import eventually
 from hooks.desired import CURRENT_ISTIO, desired
 from hooks.istio import MANAGED_BY, NAMESPACE_LABEL
 from service.config import IDENTITY_MODES, Config
@@ -737,7 +737,7 @@ def _condition(key: str, values: Sequence[str] | None, not_values: Sequence[str]
 
 def down_command(state: Path) -> str:
     flag = "" if state == DEFAULT_STATE_FILE else f" --state {state}"
-    return f"python -m e2e.controlplane{flag} down"
+    return f"python -m e2e.cluster.controlplane{flag} down"
 
 
 def run_mode(mode: str, arguments: argparse.Namespace, keep: bool, began: float) -> list[str]:
@@ -775,7 +775,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--image", help="run the hooks and the webhook from this image (podman) instead of this checkout"
     )
     parser.add_argument(
-        "--state", type=Path, default=DEFAULT_STATE_FILE, help="state file for --keep, as e2e.controlplane's"
+        "--state",
+        type=Path,
+        default=DEFAULT_STATE_FILE,
+        help="state file for --keep, as e2e.cluster.controlplane's",
     )
     parser.add_argument(
         "--identity-mode", choices=IDENTITY_MODES, help="run only this identity mode (default: each in turn)"

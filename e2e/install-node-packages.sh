@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the local node (e2e/node.py) and its Katib trials run on: containerd and runc,
+# Installs the Debian packages the local node (e2e/cluster/node.py) and its Katib trials run on: containerd and runc,
 # the CNI plugins, a static BusyBox for the images, PostgreSQL for Katib's database, iptables and nftables (the
 # kubelet's chains; e2e/cluster/netfilter.py reads and puts back the host's tables), and what building the full
 # BusyBox from Debian's source takes (e2e/build-control-plane.sh busybox: gcc and a static libc, make,

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from e2e.controlplane import REPO_ROOT, ControlPlane, Kubectl, LocalService
-from e2e.processes import eventually
-from e2e.stubs import JsonHandler
+from e2e.cluster.controlplane import REPO_ROOT, ControlPlane, Kubectl, LocalService
+from e2e.framework.processes import eventually
+from e2e.framework.stubs import JsonHandler
 
 pytestmark = pytest.mark.e2e
 

@@ -25,10 +25,10 @@ from typing import Any
 import kubernetes
 import pytest
 
-from e2e.controlplane import REPO_ROOT, ControlPlane, Kubectl, LocalService, service_environment
-from e2e.manifests import localize_manifests
-from e2e.processes import ManagedProcess, eventually, free_port, wait_until
-from e2e.stubs import JsonHandler
+from e2e.cluster.controlplane import REPO_ROOT, ControlPlane, Kubectl, LocalService, service_environment
+from e2e.framework.manifests import localize_manifests
+from e2e.framework.processes import ManagedProcess, eventually, free_port, wait_until
+from e2e.framework.stubs import JsonHandler
 from e2e.test_hooks import both_children, children, create_profile, header_value
 from e2e.test_webhook import NAMESPACE, admission, container  # noqa: F401 (admission is a fixture)
 from tests.webhook import katib_objects

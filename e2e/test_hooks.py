@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from e2e.controlplane import REPO_ROOT, ControlPlane, Kubectl, LocalService
-from e2e.objects import profile_objects
-from e2e.processes import eventually
+from e2e.cluster.controlplane import REPO_ROOT, ControlPlane, Kubectl, LocalService
+from e2e.framework.objects import profile_objects
+from e2e.framework.processes import eventually
 from hooks.desired import CURRENT_ISTIO, LEGACY_ISTIO, desired
 from hooks.istio import ENVOY_FILTER_NAME, authorization_name
 from service.config import Config

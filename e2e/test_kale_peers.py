@@ -23,8 +23,8 @@ from typing import Any
 import jsonpatch
 import pytest
 
-from e2e.kale_peers import NEWEST, kale_experiment, kale_python, trial_job
-from e2e.ml_pipeline_standin import (
+from e2e.peers.kale_peers import NEWEST, kale_experiment, kale_python, trial_job
+from e2e.peers.ml_pipeline_standin import (
     METRIC,
     NAMESPACE,
     PIPELINE_ID,

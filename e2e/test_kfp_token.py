@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 
-from e2e.controlplane import REPO_ROOT
-from e2e.kale_peers import kale_python
-from e2e.ml_pipeline_standin import NAMESPACE
-from e2e.pki import CertificateAuthority
+from e2e.cluster.controlplane import REPO_ROOT
+from e2e.framework.pki import CertificateAuthority
+from e2e.peers.kale_peers import kale_python
+from e2e.peers.ml_pipeline_standin import NAMESPACE
 from e2e.test_kale_peers import RETRY, TRIAL, kale_pod
 from tests.webhook.katib_objects import kubelet_expand
 from webhook.mutate import mutate_object
@@ -35,7 +35,7 @@ pytestmark = pytest.mark.e2e
 ML_PIPELINE = "ml-pipeline.kubeflow.svc.cluster.local"
 KUBE_API_TOKEN = "the-default-service-account-token-not-for-kfp"
 CLIENTS = {"kfp 1.8.22": "0.7.0", "kfp 2.16.0": "2.3.0"}
-"""Each kfp client, by the Kale release whose environment holds it (e2e/kale_peers.py)."""
+"""Each kfp client, by the Kale release whose environment holds it (e2e/peers/kale_peers.py)."""
 
 POD_SHELL = """
 set -eu
@@ -44,7 +44,7 @@ mkdir -p /run/secrets/kubernetes.io/serviceaccount
 printf %s "$KUBE_API_TOKEN" > /run/secrets/kubernetes.io/serviceaccount/token
 printf 'not used\\n' > /run/secrets/kubernetes.io/serviceaccount/ca.crt
 mount --bind "$WORK/hosts" /etc/hosts
-exec "$STANDIN_PYTHON" -m e2e.pod_network "$WORK/requests.json" -- "$KFP_PYTHON" -c "$PROGRAM"
+exec "$STANDIN_PYTHON" -m e2e.peers.pod_network "$WORK/requests.json" -- "$KFP_PYTHON" -c "$PROGRAM"
 """
 
 CLIENT_PROGRAM = textwrap.dedent(
@@ -132,7 +132,7 @@ cp "$CA_FILE" /run/secrets/kubernetes.io/serviceaccount/ca.crt
 printf %s "$NAMESPACE" > /run/secrets/kubernetes.io/serviceaccount/namespace
 printf %s "$PIPELINES_TOKEN" > "$KF_PIPELINES_SA_TOKEN_PATH"
 mount --bind "$WORK/hosts" /etc/hosts
-exec "$STANDIN_PYTHON" -m e2e.pod_network "$WORK/requests.json" -- sh -c "$LINE"
+exec "$STANDIN_PYTHON" -m e2e.peers.pod_network "$WORK/requests.json" -- sh -c "$LINE"
 """
 
 

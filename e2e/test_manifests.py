@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from e2e.manifests import localize_manifests
+from e2e.framework.manifests import localize_manifests
 
 CA = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 

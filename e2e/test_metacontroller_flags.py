@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from e2e import versions
-from e2e.metacontroller import (
+from e2e.cluster.metacontroller import (
     Endpoints,
     UnsupportedMetacontrollerError,
     advertised_flags,
     arguments,
     read_help,
 )
+from e2e.framework import versions
 
 # Metacontroller v4.17.2's flags (facts from its pkg/cmd/metacontroller/main.go, plus what it registers
 # from controller-runtime: --kubeconfig, and the --zap-* logging options). No v4 can be built from the Go

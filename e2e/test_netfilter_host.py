@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from e2e.cluster import netfilter as nf
-from e2e.host import host_lock
+from e2e.cluster.host import host_lock
 
 pytestmark = [pytest.mark.node]
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from e2e.controlplane import Kubectl
-from e2e.node import BUSYBOX_IMAGE, NODE_NAME, PAUSE_IMAGE, Node, pod, pod_spec
-from e2e.processes import eventually
+from e2e.cluster.controlplane import Kubectl
+from e2e.cluster.node import BUSYBOX_IMAGE, NODE_NAME, PAUSE_IMAGE, Node, pod, pod_spec
+from e2e.framework.processes import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.node]
 

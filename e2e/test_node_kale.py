@@ -1,7 +1,7 @@
 """A Kale trial on the local node: the Job Katib makes from kubeflow-kale 0.7.0's own Experiment, its main
 container running Kale's trial command with the real ``kubeflow-kale`` and kfp 1.8.22 (from the cached
-virtualenv of ``e2e.kale_peers``), Katib v0.19.0's own Pod injection and StdOut collector reporting to Katib's
-db-manager, a pilot-agent stand-in as the classic ``istio-proxy``, and our webhook. ml-pipeline is the
+virtualenv of ``e2e.peers.kale_peers``), Katib v0.19.0's own Pod injection and StdOut collector reporting to
+Katib's db-manager, a pilot-agent stand-in as the classic ``istio-proxy``, and our webhook. ml-pipeline is the
 loopback stand-in (the Pod uses the host network), which drops the first connections of ``get_run``: more
 than urllib3 absorbs by its own retries.
 
@@ -26,10 +26,12 @@ from typing import Any
 
 import pytest
 
-from e2e import oci
-from e2e.controlplane import Kubectl
-from e2e.kale_peers import kale_experiment, kale_python, trial_job
-from e2e.katib_node import (
+from e2e.cluster.controlplane import Kubectl
+from e2e.cluster.node import IMAGE_REGISTRY, Node, pod_spec
+from e2e.framework import oci
+from e2e.framework.processes import eventually
+from e2e.peers.kale_peers import kale_experiment, kale_python, trial_job
+from e2e.peers.katib_node import (
     HANG_WINDOW,
     PROFILE,
     TRIAL_TIMEOUT,
@@ -46,10 +48,14 @@ from e2e.katib_node import (
     trial_owner,
     trial_pod,
 )
-from e2e.ml_pipeline_standin import METRIC, PIPELINE_ID, VERSION_ID, MlPipelineStandIn, ml_pipeline_standin
-from e2e.node import IMAGE_REGISTRY, Node, pod_spec
-from e2e.processes import eventually
-from e2e.python_image import PythonRuntime, python_runtime
+from e2e.peers.ml_pipeline_standin import (
+    METRIC,
+    PIPELINE_ID,
+    VERSION_ID,
+    MlPipelineStandIn,
+    ml_pipeline_standin,
+)
+from e2e.peers.python_image import PythonRuntime, python_runtime
 from webhook.mutations import collector, kale
 
 pytestmark = [pytest.mark.e2e, pytest.mark.node]

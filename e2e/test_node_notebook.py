@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from e2e.controlplane import REPO_ROOT, ControlPlane, Kubectl
-from e2e.node import BUSYBOX_IMAGE, Node, pod
-from e2e.processes import eventually
+from e2e.cluster.controlplane import REPO_ROOT, ControlPlane, Kubectl
+from e2e.cluster.node import BUSYBOX_IMAGE, Node, pod
+from e2e.framework.processes import eventually
 from service.config import Config
 from webhook.mutations import notebook
 

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from e2e import host, node, oci, python_image, versions
+from e2e.cluster import host, node
+from e2e.framework import oci, versions
+from e2e.peers import python_image
 
 
 def _members(archive: bytes) -> dict[str, bytes]:

@@ -18,9 +18,11 @@ from typing import Any
 
 import pytest
 
-from e2e import versions
-from e2e.controlplane import Kubectl
-from e2e.katib_node import (
+from e2e.cluster.controlplane import Kubectl
+from e2e.cluster.node import BUSYBOX_IMAGE, Node, busybox_applets, pod_spec
+from e2e.framework import versions
+from e2e.framework.processes import eventually
+from e2e.peers.katib_node import (
     COLLECTOR_IMAGE,
     HANG_WINDOW,
     PROFILE,
@@ -38,8 +40,6 @@ from e2e.katib_node import (
     trial_owner,
     trial_pod,
 )
-from e2e.node import BUSYBOX_IMAGE, Node, busybox_applets, pod_spec
-from e2e.processes import eventually
 from webhook.mutations import collector
 
 pytestmark = [pytest.mark.e2e, pytest.mark.node]

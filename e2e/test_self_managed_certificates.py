@@ -18,9 +18,9 @@ import pytest
 from kubernetes import client
 from kubernetes import config as kubeconfig
 
-from e2e.controlplane import REPO_ROOT, ControlPlane, Kubectl, service_environment
-from e2e.manifests import localize_manifests
-from e2e.processes import ManagedProcess, free_port, wait_until
+from e2e.cluster.controlplane import REPO_ROOT, ControlPlane, Kubectl, service_environment
+from e2e.framework.manifests import localize_manifests
+from e2e.framework.processes import ManagedProcess, free_port, wait_until
 from service.certificate_rotation import Contents
 from service.certificate_sync import Target, reconcile, write_files
 from tests.webhook import katib_objects

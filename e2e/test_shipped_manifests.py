@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from e2e.controlplane import REPO_ROOT, Kubectl
-from e2e.manifests import Document, load_documents
+from e2e.cluster.controlplane import REPO_ROOT, Kubectl
+from e2e.framework.manifests import Document, load_documents
 
 pytestmark = pytest.mark.e2e
 

@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
-from e2e import kubeflow_rbac, objects
-from e2e.controlplane import REPO_ROOT, ControlPlane, Kubectl, LocalService
-from e2e.objects import profile_objects
-from e2e.processes import eventually
+from e2e.cluster.controlplane import REPO_ROOT, ControlPlane, Kubectl, LocalService
+from e2e.framework import objects
+from e2e.framework.objects import profile_objects
+from e2e.framework.processes import eventually
+from e2e.peers import kubeflow_rbac
 from hooks.identity import AMBIENT_HEADER_NOTICE, MODE_ANNOTATION, NOTICE_ANNOTATION
 from hooks.istio import ENVOY_FILTER_NAME, authorization_name
 from tests.webhook import katib_objects

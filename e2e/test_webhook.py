@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from e2e import objects
-from e2e.controlplane import REPO_ROOT, ControlPlane, Kubectl, KubectlError, LocalService
-from e2e.processes import eventually
-from e2e.stubs import JsonHandler
+from e2e.cluster.controlplane import REPO_ROOT, ControlPlane, Kubectl, KubectlError, LocalService
+from e2e.framework import objects
+from e2e.framework.processes import eventually
+from e2e.framework.stubs import JsonHandler
 from tests.webhook import katib_objects
 from webhook.mutations import collector, kale
 

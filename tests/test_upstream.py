@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e import upstream
+from e2e.framework import upstream
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from e2e.pki import CertFiles
+from e2e.framework.pki import CertFiles
 
 
 @dataclass

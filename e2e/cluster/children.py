@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from e2e import objects
 from e2e.cluster.api import Api
+from e2e.framework import objects
 from hooks.istio import ENVOY_FILTER_NAME, authorization_name
 
 AUTHORIZATION_POLICIES = "/apis/security.istio.io/v1beta1/namespaces/kubeflow/authorizationpolicies"

@@ -17,13 +17,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from e2e import host, oci, upstream
-from e2e.cluster import dns
+from e2e.cluster import dns, host
 from e2e.cluster import network as host_network
 from e2e.cluster.api import Api
-from e2e.controlplane import LOOPBACK, ControlPlane, Kubectl, http_get
-from e2e.node import IMAGE_REGISTRY, NODE_IP, NODE_NAME, Node, PodNetwork
-from e2e.processes import ManagedProcess, ProcessGroup, free_port, wait_until
+from e2e.cluster.controlplane import LOOPBACK, ControlPlane, Kubectl, http_get
+from e2e.cluster.node import IMAGE_REGISTRY, NODE_IP, NODE_NAME, Node, PodNetwork
+from e2e.framework import oci, upstream
+from e2e.framework.processes import ManagedProcess, ProcessGroup, free_port, wait_until
 
 READY_TIMEOUT = 120.0
 PRODUCT_IMAGE = "ghcr.io/kubeflow-extension/kubeflow-extension"

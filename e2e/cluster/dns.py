@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from e2e import oci
-from e2e.node import IMAGE_REGISTRY, NODE_IP, PodNetwork
+from e2e.cluster.node import IMAGE_REGISTRY, NODE_IP, PodNetwork
+from e2e.framework import oci
 
 IMAGE = f"{IMAGE_REGISTRY}/coredns:1"
 NAMESPACE = "kube-system"

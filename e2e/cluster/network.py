@@ -5,7 +5,8 @@ A ClusterIP is nobody's address: kube-proxy's rules rewrite it to an endpoint's.
 Service with no endpoint) the host would send such a packet to its default route, off the machine. So the
 Service range is routed onto the Pod bridge, where nothing answers for it, and forwarded Pod traffic may
 leave only through that bridge. The CNI bridge plugin reuses the bridge made here and keeps its address.
-Everything here is removed by ``e2e.host.HostChanges.restore()`` (links named ``kfext*``, netfilter tables).
+Everything here is removed by ``e2e.cluster.host.HostChanges.restore()`` (links named ``kfext*``,
+netfilter tables).
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import ipaddress
 import subprocess
 from pathlib import Path
 
-from e2e.node import PodNetwork
+from e2e.cluster.node import PodNetwork
 
 SERVICE_CIDR = "10.0.0.0/24"
-"""kube-apiserver's ``--service-cluster-ip-range`` (e2e.controlplane)."""
+"""kube-apiserver's ``--service-cluster-ip-range`` (e2e.cluster.controlplane)."""
 GUARD_COMMENT = "kfext: Pod traffic stays on this machine"
 
 
@@ -46,7 +47,7 @@ def setup_commands(network: PodNetwork) -> list[list[str]]:
 
 def enable_bridge_netfilter() -> None:
     """Bridged traffic passes iptables: a Pod reaching a Service whose endpoint is on the same bridge gets
-    its reply translated back (recorded and put back by ``e2e.host``)."""
+    its reply translated back (recorded and put back by ``e2e.cluster.host``)."""
     Path("/proc/sys/net/bridge/bridge-nf-call-iptables").write_text("1")
 
 

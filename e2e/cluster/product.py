@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from e2e import objects
 from e2e.cluster.cluster import Cluster
+from e2e.cluster.controlplane import REPO_ROOT
 from e2e.cluster.load import trial_pod, was_mutated
-from e2e.controlplane import REPO_ROOT
-from e2e.processes import eventually
+from e2e.framework import objects
+from e2e.framework.processes import eventually
 
 DEFAULT_IMAGE = "localhost/kubeflow-extension:dev"
 WEBHOOK_NAMESPACE = "kubeflow-extension"

@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 
 from e2e import podman
-from e2e.controlplane import REPO_ROOT, ControlPlane, Kubectl, http_get
-from e2e.manifests import localize_manifests
-from e2e.pki import CertificateAuthority
-from e2e.processes import ManagedProcess, free_port, wait_until
+from e2e.cluster.controlplane import REPO_ROOT, ControlPlane, Kubectl, http_get
+from e2e.framework.manifests import localize_manifests
+from e2e.framework.pki import CertificateAuthority
+from e2e.framework.processes import ManagedProcess, free_port, wait_until
 from tests.webhook import katib_objects
 
 IMAGE_ENV = "KUBEFLOW_EXTENSION_IMAGE"

@@ -14,8 +14,8 @@ import pytest
 
 from e2e.cluster import product
 from e2e.cluster.cluster import Cluster
-from e2e.node import NODE_NAME
-from e2e.processes import eventually
+from e2e.cluster.node import NODE_NAME
+from e2e.framework.processes import eventually
 from e2e.scenarios.conftest import PROFILES, record
 from e2e.scenarios.under_load import under_load
 

@@ -25,7 +25,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from e2e import upstream
+from e2e.framework import upstream
 from hooks.desired import SUPPORTED_RESOURCES
 from tests.fuzz.asgi import Answer, Driver
 from tests.fuzz.strategies import encode

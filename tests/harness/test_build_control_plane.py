@@ -8,7 +8,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from e2e import versions
+from e2e.framework import versions
 
 # Each stand-in records its call and fails. Only `go` is meant to be reached; `dpkg-query` and `apt-get`
 # stand in too, so that a script going on past the failure skips BusyBox's step rather than reach apt and

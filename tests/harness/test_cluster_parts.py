@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from e2e.cluster import apiserver_metrics, load, network
-from e2e.node import PodNetwork
+from e2e.cluster.node import PodNetwork
 
 
 def _sample(metric: str, value: int, **labels: str) -> str:

@@ -1,8 +1,8 @@
 """Every object the hooks can return is valid for the Istio CRD it will be stored under, and the Profiles
 the tests build are valid for the Profile CRD written here.
 
-The schemas are the CRDs of ``e2e.upstream.api_crds()``: Istio's from the istio.io/api module in the Go
-module cache (versions in e2e/versions.env), the Profile and ServiceRoleBinding from tests/data/crds.
+The schemas are the CRDs of ``e2e.framework.upstream.api_crds()``: Istio's from the istio.io/api module in the
+Go module cache (versions in e2e/versions.env), the Profile and ServiceRoleBinding from tests/data/crds.
 Validation is strict: a field the API server would silently prune counts as an error, so a typo in a
 field name cannot pass.
 """
@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from e2e import upstream
+from e2e.framework import upstream
 from hooks.desired import CURRENT_ISTIO, LEGACY_ISTIO, AttachmentType, desired
 from service.config import Config
 from tests.hooks.conftest import profile

@@ -1,5 +1,5 @@
-"""Katib's own code, run on our output: programs of the e2e/katib module (built from Katib's Go module by
-``e2e/build-control-plane.sh katib``) and the TFEvent collector's Python source in that module.
+"""Katib's own code, run on our output: programs of the e2e/peers/katib module (built from Katib's Go module
+by ``e2e/build-control-plane.sh katib``) and the TFEvent collector's Python source in that module.
 
 For versions the Go module proxy no longer serves, ``fixtures/katib-collectors.json`` declares how each
 collector reads its flags; Go's flag package (``flag-check``) and Python's argparse parse with those
@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from e2e import versions
+from e2e.framework import versions
 
 FIXTURES = Path(__file__).parent / "fixtures"
 COLLECTOR_FACTS = json.loads((FIXTURES / "katib-collectors.json").read_text())
@@ -27,7 +27,8 @@ TFEVENT_RUNNER = Path(__file__).with_name("tfevent_collector.py")
 
 
 def program(name: str) -> Path:
-    """A built program of the e2e/katib module; the test fails (never skips) with the command to build it."""
+    """A built program of the e2e/peers/katib module; the test fails (never skips) with the command to
+    build it."""
     v = versions.load()
     path = v.katib_bin_dir / name
     if not path.is_file():

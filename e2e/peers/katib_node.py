@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from e2e import oci, versions
-from e2e.controlplane import LOOPBACK, REPO_ROOT, ControlPlane, Kubectl, LocalService, http_get
-from e2e.katib_db import KatibDatabase
-from e2e.node import IMAGE_REGISTRY, Node, busybox_applets
-from e2e.processes import ManagedProcess, eventually, free_port, wait_until
+from e2e.cluster.controlplane import LOOPBACK, REPO_ROOT, ControlPlane, Kubectl, LocalService, http_get
+from e2e.cluster.node import IMAGE_REGISTRY, Node, busybox_applets
+from e2e.framework import oci, versions
+from e2e.framework.processes import ManagedProcess, eventually, free_port, wait_until
+from e2e.peers.katib_db import KatibDatabase
 from webhook.mutations import PROXY_CONTAINER
 
 KATIB_VERSION = versions.parse_env_file(versions.VERSIONS_FILE.read_text())["KATIB_VERSION"]

@@ -1,7 +1,7 @@
 """Runs a command beside the ml-pipeline stand-in on ml-pipeline's in-cluster port, in a network namespace.
 
-``python -m e2e.pod_network RECORD -- COMMAND...`` is meant to run inside ``unshare --net``: it brings the
-namespace's loopback up, serves the stand-in on 127.0.0.1:8888 (the port kfp's in-cluster address names,
+``python -m e2e.peers.pod_network RECORD -- COMMAND...`` is meant to run inside ``unshare --net``: it brings
+the namespace's loopback up, serves the stand-in on 127.0.0.1:8888 (the port kfp's in-cluster address names,
 free in a namespace of its own), runs COMMAND, writes every request the stand-in saw to RECORD as JSON,
 and exits with COMMAND's code. ``STANDIN_FAULTS`` (JSON, route -> faults) plans faults; with
 ``STANDIN_TLS_CERT`` and ``STANDIN_TLS_KEY`` a second stand-in serves the Kubernetes API calls of a Kale
@@ -23,7 +23,7 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
-from e2e.ml_pipeline_standin import ml_pipeline_standin
+from e2e.peers.ml_pipeline_standin import ml_pipeline_standin
 
 ML_PIPELINE_PORT = 8888
 KUBERNETES_PORT = 443
@@ -39,7 +39,7 @@ def loopback_up() -> None:
 
 def main(argv: list[str]) -> int:
     record, separator, *command = argv
-    assert separator == "--", "usage: python -m e2e.pod_network RECORD -- COMMAND..."
+    assert separator == "--", "usage: python -m e2e.peers.pod_network RECORD -- COMMAND..."
     loopback_up()
     faults = json.loads(os.environ.get("STANDIN_FAULTS", "{}"))
     with ExitStack() as stack:

@@ -14,8 +14,8 @@ Library use::
 
 Command line (``up`` returns once everything is ready and leaves it running)::
 
-    python -m e2e.controlplane up [--hooks] [--webhook] [--apply DIR]... [--foreground]
-    python -m e2e.controlplane down
+    python -m e2e.cluster.controlplane up [--hooks] [--webhook] [--apply DIR]... [--foreground]
+    python -m e2e.cluster.controlplane down
 """
 
 from __future__ import annotations
@@ -40,12 +40,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from e2e import metacontroller as metacontroller_flags
-from e2e import podman, upstream
-from e2e import versions as versions_module
-from e2e.manifests import Document, dump_documents, load_documents, localize_manifests
-from e2e.pki import CertFiles, CertificateAuthority, ControlPlanePki, create_control_plane_pki
-from e2e.processes import (
+from e2e import podman
+from e2e.cluster import metacontroller as metacontroller_flags
+from e2e.framework import upstream
+from e2e.framework import versions as versions_module
+from e2e.framework.manifests import Document, dump_documents, load_documents, localize_manifests
+from e2e.framework.pki import CertFiles, CertificateAuthority, ControlPlanePki, create_control_plane_pki
+from e2e.framework.processes import (
     ManagedProcess,
     ProcessGroup,
     client_environment,
@@ -69,7 +70,7 @@ KCM_CONTROLLERS = (
     "clusterrole-aggregation-controller",
     "resourcequota-controller",
     "ttl-after-finished-controller",
-    # Lifts the `not-ready` taint of a node once its kubelet reports Ready (e2e/node.py).
+    # Lifts the `not-ready` taint of a node once its kubelet reports Ready (e2e/cluster/node.py).
     "node-lifecycle-controller",
 )
 CLUSTER_CONTROLLERS = (
@@ -439,8 +440,8 @@ class ControlPlane(ProcessGroup):
                 f"--tls-cert-file={pki.apiserver.cert}",
                 f"--tls-private-key-file={pki.apiserver.key}",
                 f"--client-ca-file={pki.ca.files.cert}",
-                # A kubelet (e2e/node.py) is authorized as its node; it serves to this client only, and
-                # is reached by its `Hostname` address, 127.0.0.1.
+                # A kubelet (e2e/cluster/node.py) is authorized as its node; it serves to this client
+                # only, and is reached by its `Hostname` address, 127.0.0.1.
                 f"--kubelet-client-certificate={pki.kubelet_client.cert}",
                 f"--kubelet-client-key={pki.kubelet_client.key}",
                 f"--kubelet-certificate-authority={pki.ca.files.cert}",
@@ -754,7 +755,9 @@ def _up(arguments: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m e2e.controlplane", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m e2e.cluster.controlplane", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--state", type=Path, default=DEFAULT_STATE_FILE, help="state file (PIDs, paths)")
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="start the control plane (and services), print KUBECONFIG")

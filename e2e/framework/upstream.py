@@ -1,8 +1,8 @@
 """Upstream files the project reads but does not hold: CRDs and Kubernetes' OpenAPI documents, read from
 pinned Go modules in the local Go module cache.
 
-    python -m e2e.upstream download     # once, by scripts/bootstrap.sh: `go mod download` what is missing
-    python -m e2e.upstream show NAME    # one CRD as the tests and the control plane see it
+    python -m e2e.framework.upstream download   # once, by scripts/bootstrap.sh: `go mod download` the missing
+    python -m e2e.framework.upstream show NAME    # one CRD as the tests and the control plane see it
 
 The versions are pinned in ``versions.env``. After one download everything is read from the cache, so
 runs work offline; nothing is copied into the repository. A module missing from the cache is an
@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from e2e import versions
+from e2e.framework import versions
 
 WRITTEN_CRD_DIR = versions.E2E_DIR.parent / "tests" / "data" / "crds"
 BOOTSTRAP = "bash scripts/bootstrap.sh"
@@ -199,7 +199,9 @@ def download() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m e2e.upstream", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m e2e.framework.upstream", description=__doc__.split("\n\n")[0]
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("download", help="go mod download the pinned modules missing from the cache")
     show = commands.add_parser("show", help="print one CRD of control_plane_crds() as YAML")

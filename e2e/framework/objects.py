@@ -6,7 +6,7 @@ import copy
 import json
 from typing import Any
 
-from e2e.controlplane import Kubectl
+from e2e.cluster.controlplane import Kubectl
 from service.config import Config
 from tests.webhook import katib_objects
 

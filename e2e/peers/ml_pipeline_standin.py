@@ -24,7 +24,7 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from e2e.stubs import JsonHandler
+from e2e.framework.stubs import JsonHandler
 
 Fault = str | int
 """``"drop"`` or an HTTP status."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-E2E_DIR = Path(__file__).resolve().parent
+E2E_DIR = Path(__file__).resolve().parent.parent
 VERSIONS_FILE = E2E_DIR / "versions.env"
 BUILD_SCRIPT = E2E_DIR / "build-control-plane.sh"
 CACHE_ENV = "KUBEFLOW_EXTENSION_CACHE"
@@ -109,7 +109,7 @@ class Versions:
 
     @property
     def katib_bin_dir(self) -> Path:
-        """The programs of the e2e/katib module, built against Katib's own module at this version."""
+        """The programs of the e2e/peers/katib module, built against Katib's own module at this version."""
         return self.cache_dir / f"katib-{self.katib}" / "bin"
 
     def required_files(self) -> dict[str, Path]:

@@ -6,7 +6,7 @@ not wired up), serves metrics on ``--debug-addr`` and logs with klog's ``-v``; v
 (controller-runtime), serves metrics on ``--metrics-address``, health probes on
 ``--health-probe-bind-address`` (default ``:8081``, all interfaces) and logs with ``--zap-log-level``.
 ``METACONTROLLER_BINARY=/path`` selects another binary and ``METACONTROLLER_CRDS=/path.yaml`` its CRDs
-(read by ``e2e.versions``).
+(read by ``e2e.framework.versions``).
 """
 
 from __future__ import annotations

@@ -3,9 +3,10 @@ processes stopped by PID, leaving the machine as it found it.
 
 Everything lives in a per-run directory (containerd's root, state and socket, the kubelet's root and Pod
 logs, the CNI configuration); what the kubelet and containerd change elsewhere is recorded first and put
-back on ``stop()`` (``e2e.host``). Images come from no registry: single-layer OCI archives (``e2e.oci``)
-imported with ``ctr``; Pods must say ``imagePullPolicy: Never``, run with ``hostNetwork: true`` (so no
-traffic leaves loopback) and tolerate ``NODE_TAINT`` (so that Pods of other tests stay unscheduled).
+back on ``stop()`` (``e2e.cluster.host``). Images come from no registry: single-layer OCI archives
+(``e2e.framework.oci``) imported with ``ctr``; Pods must say ``imagePullPolicy: Never``, run with
+``hostNetwork: true`` (so no traffic leaves loopback) and tolerate ``NODE_TAINT`` (so that Pods of other
+tests stay unscheduled), unless the node has a Pod network (``PodNetwork``, for ``e2e.cluster``).
 
 The kubelet listens on 127.0.0.1; its node name and ``Hostname`` address are ``127.0.0.1``, which is where
 kube-apiserver reaches it (``kubectl logs``/``exec``) with a client certificate from the run's CA. Its node
@@ -27,9 +28,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from e2e import host, oci
-from e2e.controlplane import LOOPBACK, REPO_ROOT, ControlPlane
-from e2e.processes import ProcessGroup, client_environment, free_port, stop_pid, wait_until
+from e2e.cluster import host
+from e2e.cluster.controlplane import LOOPBACK, REPO_ROOT, ControlPlane
+from e2e.framework import oci
+from e2e.framework.processes import ProcessGroup, client_environment, free_port, stop_pid, wait_until
 
 NODE_NAME = LOOPBACK
 NODE_IP = "198.18.0.1"
@@ -41,7 +43,7 @@ PAUSE_IMAGE = f"{IMAGE_REGISTRY}/pause:1"
 BUSYBOX_IMAGE = f"{IMAGE_REGISTRY}/busybox:1"
 K8S_NAMESPACE = "k8s.io"
 CNI_BIN_DIR = Path("/usr/lib/cni")
-PROGRAMS_SOURCE = REPO_ROOT / "e2e" / "programs"
+PROGRAMS_SOURCE = REPO_ROOT / "e2e" / "peers" / "programs"
 """A Go module of small programs for the images: ``pause``, and ``pilot-agent`` (an Istio proxy stand-in)."""
 DEFAULT_BUSYBOX = Path("/bin/busybox")
 READY_TIMEOUT = 120.0
@@ -489,7 +491,8 @@ class Node(ProcessGroup):
 
     @cached_property
     def programs(self) -> Path:
-        """The directory of the ``e2e/programs`` binaries, built for this run (seconds with Go's cache)."""
+        """The directory of the ``e2e/peers/programs`` binaries, built for this run (seconds with Go's
+        cache)."""
         output = self.run_dir / "programs"
         env = {**client_environment(), "CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod"}
         subprocess.run(

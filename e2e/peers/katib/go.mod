@@ -1,6 +1,6 @@
-// Programs built from Katib's own Go module (the version pinned as KATIB_VERSION in ../versions.env), for
-// tests that check this project's output against Katib's code. Built by ../build-control-plane.sh katib.
-module kubeflow-extension/e2e/katib
+// Programs built from Katib's own Go module (the version pinned as KATIB_VERSION in ../../versions.env), for
+// tests that check this project's output against Katib's code. Built by ../../build-control-plane.sh katib.
+module kubeflow-extension/e2e/peers/katib
 
 go 1.24.0
 

@@ -6,7 +6,8 @@ Kale's own dependency pins cannot all be installed today (0.6/0.7 pin ``ml-metad
 within Kale's declared ranges where those install. The environments live in
 ``~/.cache/kubeflow-extension/kale-<version>/`` and are reused while their recipe is unchanged.
 
-``python -m e2e.kale_peers [VERSION...]`` prepares them ahead of the tests and prints how long each took.
+``python -m e2e.peers.kale_peers [VERSION...]`` prepares them ahead of the tests and prints how long each
+took.
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from e2e.controlplane import LOOPBACK
-from e2e.processes import ManagedProcess, client_environment, free_port, wait_until
+from e2e.cluster.controlplane import LOOPBACK
+from e2e.framework.processes import ManagedProcess, client_environment, free_port, wait_until
 
 POSTGRES_USER = "postgres"
 """The system account PostgreSQL runs as (it refuses root)."""
