@@ -28,6 +28,7 @@ import pytest
 from e2e.cluster.controlplane import REPO_ROOT, ControlPlane, Kubectl, LocalService, service_environment
 from e2e.framework.manifests import localize_manifests
 from e2e.framework.processes import ManagedProcess, eventually, free_port, wait_until
+from e2e.framework.reporting import terminal_line
 from e2e.framework.stubs import JsonHandler
 from e2e.test_hooks import both_children, children, create_profile, header_value
 from e2e.test_webhook import NAMESPACE, admission, container  # noqa: F401 (admission is a fixture)
@@ -41,13 +42,7 @@ LABEL = "e2e-faults"
 
 def report(request: pytest.FixtureRequest, line: str) -> None:
     """A figure for the terminal, outside pytest's output capture."""
-    reporter = request.config.pluginmanager.getplugin("terminalreporter")
-    capture = request.config.pluginmanager.getplugin("capturemanager")
-    if reporter is None or capture is None:
-        print(f"faults: {line}", file=sys.stderr)
-        return
-    with capture.global_and_fixture_disabled():
-        reporter.write_line(f"\nfaults: {line}")
+    terminal_line(request, f"faults: {line}")
 
 
 # -- 1. the webhook restarting while Pods are created ------------------------------------------------

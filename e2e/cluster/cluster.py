@@ -15,7 +15,6 @@ import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from e2e.cluster import dns, host
 from e2e.cluster import network as host_network
@@ -83,8 +82,7 @@ class Cluster(ProcessGroup):
         self.logs_dir = self.plane.logs_dir
         self.kubectl: Kubectl = self.plane.kubectl
         self.node: Node | None = None
-        self._changes: host.HostChanges | None = None
-        self._lock: Any = None
+        self._claim: host.HostClaim | None = None
         self._proxy: ManagedProcess | None = None
 
     @property
@@ -93,16 +91,12 @@ class Cluster(ProcessGroup):
 
     def _start(self) -> None:
         t0 = time.monotonic()
-        self._lock = host.host_lock()
-        self._lock.__enter__()
-        self._changes = host.HostChanges.record(NODE_IP)
-        self._changes.add_node_address()
+        self._claim = host.HostClaim(NODE_IP)
+        self._claim.changes.add_node_address()
         host_network.set_up(self.network)
         self.plane.start()
         self.timings["control plane"] = time.monotonic() - t0
-        self.node = Node(
-            self.plane, network=self.network, host_changes=self._changes, keep_run_dir=self.keep_run_dir
-        )
+        self.node = Node(self.plane, network=self.network, claim=self._claim, keep_run_dir=self.keep_run_dir)
         self.node.start()
         self.timings["node"] = time.monotonic() - t0
         self._start_kube_proxy()
@@ -171,12 +165,9 @@ class Cluster(ProcessGroup):
                 except RuntimeError as error:
                     problems.append(str(error))
             self.plane.stop()
-            if self._changes is not None:
-                problems += self._changes.restore()
         finally:
-            if self._lock is not None:
-                self._lock.__exit__(None, None, None)
-                self._lock = None
+            if self._claim is not None:
+                problems += self._claim.release()
             self._stopped()
         if problems:
             raise RuntimeError("the local cluster left the host changed:\n  " + "\n  ".join(problems))
@@ -196,13 +187,17 @@ class Cluster(ProcessGroup):
         """The image from podman's store (``just image`` builds it there) into the kubelet's containerd."""
         assert self.node is not None
         archive = self.run_dir / "product-image.tar"
-        subprocess.run(
-            ["podman", "save", "--format", "oci-archive", "-o", str(archive), image],
-            check=True,
+        # A docker-archive names the image in its manifest (RepoTags), which `ctr images import` keeps.
+        saved = subprocess.run(
+            ["podman", "save", "--format", "docker-archive", "-o", str(archive), image],
             capture_output=True,
+            text=True,
             timeout=300,
+            check=False,
         )
-        self.node.ctr("images", "import", "--index-name", image, str(archive), timeout=300)
+        if saved.returncode != 0:
+            raise RuntimeError(f"podman save {image}: {saved.stderr.strip()} (build it first: just image)")
+        self.node.ctr("images", "import", str(archive), timeout=300)
         archive.unlink()
 
     def deploy_metacontroller(self) -> None:

@@ -212,3 +212,28 @@ def host_lock(timeout: float = 600.0) -> Iterator[None]:
         yield
     finally:
         lock.close()
+
+
+class HostClaim:
+    """The machine's node lock, taken with a record of the host as found (``host_lock``, ``HostChanges``):
+    whoever runs a node holds one, and ``release()`` puts the host back before letting go."""
+
+    def __init__(self, node_ip: str) -> None:
+        self._lock = host_lock()
+        self._lock.__enter__()
+        try:
+            self.changes = HostChanges.record(node_ip)
+        except BaseException:
+            self._lock.__exit__(None, None, None)
+            raise
+        self._held = True
+
+    def release(self) -> list[str]:
+        """Undo every recorded change and let the lock go (once); returns what could not be undone."""
+        if not self._held:
+            return []
+        try:
+            return self.changes.restore()
+        finally:
+            self._held = False
+            self._lock.__exit__(None, None, None)

@@ -98,16 +98,22 @@ def classify(status: int, body: bytes, sent: Mapping[str, Any]) -> tuple[str, st
     return ("refused" if WEBHOOK_CALL_FAILED in message else "failed"), f"{status}: {message[:300]}"
 
 
+KINDS = ("trial-pod", "trial-job", "notebook-pod")
+
+
 @dataclass
 class Load:
-    """Creates objects at ``rate`` per second across ``namespaces`` from ``start()`` until ``stop()``."""
+    """Creates objects at ``rate`` per second across ``namespaces`` from ``start()`` until ``stop()``; with
+    ``rate`` None, each worker sends its next as soon as the last is answered (a closed loop)."""
 
     api: Api
     namespaces: Sequence[str]
     trials: Mapping[str, Mapping[str, Any]]
     """The Trial that owns the Jobs, per namespace."""
-    rate: float = 10.0
+    rate: float | None = 10.0
     workers: int = 4
+    kinds: Sequence[str] = KINDS
+    """Taken in turn; a namespace without a Trial takes no trial Jobs."""
     run: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
     """In every name: loads after one another in the same namespaces never collide."""
     admissions: list[Admission] = field(default_factory=list)
@@ -131,10 +137,10 @@ class Load:
 
     def _objects(self, number: int) -> tuple[str, dict[str, Any], str]:
         namespace = self.namespaces[number % len(self.namespaces)]
-        match number % 3:
-            case 0:
+        match self.kinds[number % len(self.kinds)]:
+            case "trial-pod":
                 return namespace, trial_pod(f"trial-{self.run}-{number}"), "pods"
-            case 1:
+            case "trial-job":
                 return namespace, trial_job(f"trial-{self.run}-{number}", self.trials[namespace]), "jobs"
             case _:
                 return namespace, notebook_pod(f"notebook-{self.run}-{number}"), "pods"
@@ -142,7 +148,7 @@ class Load:
     def _work(self, worker: int, began: float) -> None:
         """Send creation ``worker``, ``worker + workers``, ... each at its time on the fixed schedule."""
         for number in itertools.count(worker, self.workers):
-            due = began + number / self.rate
+            due = began + number / self.rate if self.rate else 0.0
             while (wait := due - time.monotonic()) > 0:
                 if self._stop.wait(min(wait, 0.5)):
                     return

@@ -271,14 +271,14 @@ class Node(ProcessGroup):
         busybox: Path = DEFAULT_BUSYBOX,
         keep_run_dir: bool = False,
         network: PodNetwork | None = None,
-        host_changes: host.HostChanges | None = None,
+        claim: host.HostClaim | None = None,
     ) -> None:
-        """``network``: a Pod network instead of host-network Pods only. ``host_changes``: the host lock is
+        """``network``: a Pod network instead of host-network Pods only. ``claim``: the host lock is
         held and the host recorded by the caller, which puts it back after ``stop()``."""
         super().__init__()
         self.plane = plane
         self.network = network
-        self._owns_host = host_changes is None
+        self._owns_host = claim is None
         self.busybox = busybox
         require_tools(busybox)
         kubelet = plane.versions.kubernetes_dir / "bin" / "kubelet"
@@ -296,17 +296,14 @@ class Node(ProcessGroup):
         self.containerd_dir = self.run_dir / "containerd"
         self.socket = self.run_dir / "containerd.sock"
         self.kubelet_dir = self.run_dir / "kubelet"
-        self._changes: host.HostChanges | None = host_changes
-        self._lock: Any = None
+        self._claim = claim
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
     def _start(self) -> None:
         # One node a machine; what the kubelet changes on the host is recorded first, to be put back.
         if self._owns_host:
-            self._lock = host.host_lock()
-            self._lock.__enter__()
-            self._changes = host.HostChanges.record(NODE_IP)
+            self._claim = host.HostClaim(NODE_IP)
         t0 = time.monotonic()
         cni_dir = self.run_dir / "cni"
         (cni_dir / "net.d").mkdir(parents=True)
@@ -319,8 +316,8 @@ class Node(ProcessGroup):
         (self.containerd_dir / "registry").mkdir(parents=True)
         config = self.containerd_dir / "config.toml"
         config.write_text(containerd_config(self.containerd_dir, self.socket, cni_dir / "net.d"))
-        assert self._changes is not None
-        self._changes.add_node_address()
+        assert self._claim is not None
+        self._claim.changes.add_node_address()
 
         containerd = self._spawn("containerd", ["containerd", f"--config={config}"])
         wait_until(
@@ -419,12 +416,9 @@ class Node(ProcessGroup):
             for pid in self._shim_pids():
                 stop_pid(pid)
             problems += host.unmount_beneath([self.run_dir])
-            if self._changes is not None and self._owns_host:
-                problems += self._changes.restore()
         finally:
-            if self._lock is not None:
-                self._lock.__exit__(None, None, None)
-                self._lock = None
+            if self._claim is not None and self._owns_host:
+                problems += self._claim.release()
             self._stopped()
         if not self.keep_run_dir and not self._failed and not problems:
             shutil.rmtree(self.run_dir, ignore_errors=True)

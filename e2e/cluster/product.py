@@ -79,16 +79,7 @@ def create_profiles(cluster: Cluster, names: Sequence[str]) -> dict[str, dict[st
         for obj in objects.profile_objects(name, f"{name}@example.com"):
             cluster.kubectl("create", "-f", "-", stdin=json.dumps(obj))
         trials[name] = cluster.kubectl(
-            "create",
-            "-f",
-            "-",
-            stdin=json.dumps(
-                {
-                    "apiVersion": "kubeflow.org/v1beta1",
-                    "kind": "Trial",
-                    "metadata": {"name": "load", "namespace": name},
-                }
-            ),
+            "create", "-f", "-", stdin=json.dumps(objects.katib_trial("load", name))
         )
     return trials
 

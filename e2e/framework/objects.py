@@ -50,22 +50,20 @@ def create(kubectl: Kubectl, obj: dict[str, Any], namespace: str) -> dict[str, A
     return stored
 
 
+def katib_trial(name: str, namespace: str) -> dict[str, Any]:
+    """A Katib Trial with nothing in it: what a trial Job's controller ownerReference names."""
+    return {
+        "apiVersion": "kubeflow.org/v1beta1",
+        "kind": "Trial",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {},
+    }
+
+
 def create_kale_trial_job(kubectl: Kubectl, name: str, namespace: str) -> dict[str, Any]:
     """A Trial, then the Kale trial Job that Katib's trial controller makes for it (owned by that Trial's
     UID, so the garbage collector keeps it); returns the Job as stored."""
-    trial = kubectl(
-        "create",
-        "-f",
-        "-",
-        stdin=json.dumps(
-            {
-                "apiVersion": "kubeflow.org/v1beta1",
-                "kind": "Trial",
-                "metadata": {"name": name, "namespace": namespace},
-                "spec": {},
-            }
-        ),
-    )
+    trial = kubectl("create", "-f", "-", stdin=json.dumps(katib_trial(name, namespace)))
     job = katib_objects.trial_job(kale="0.7")
     job["metadata"]["name"] = name
     job["metadata"]["ownerReferences"][0].update(name=name, uid=trial["metadata"]["uid"])

@@ -1,10 +1,10 @@
-"""A cluster per routing mode, the product's webhook in it, profile namespaces for the load."""
+"""A cluster per routing mode (pytest groups the scenarios by it), the product's webhook in it, profile
+namespaces for the load. Each scenario leaves every replica ready for the next."""
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ import pytest
 
 from e2e.cluster import product
 from e2e.cluster.cluster import Cluster
+from e2e.framework.reporting import terminal_line
 
 ROUTING_MODES = {"clusterip": False, "endpoint": True}
 """kube-apiserver reaching a webhook Service through its ClusterIP (kube-proxy; the default), or a random
@@ -29,14 +30,14 @@ def routing_modes() -> list[str]:
     return chosen
 
 
-@pytest.fixture(scope="module", params=routing_modes())
+@pytest.fixture(scope="session", params=routing_modes())
 def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     keep = os.environ.get("E2E_KEEP_RUN_DIR", "") not in ("", "0")
     with Cluster(aggregator_routing=ROUTING_MODES[request.param], keep_run_dir=keep) as running:
         yield running
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def webhook(cluster: Cluster) -> dict[str, dict[str, Any]]:
     """The webhook deployed from the image; profile namespaces with their Trials (returned by namespace)."""
     product.import_image(cluster)
@@ -54,10 +55,4 @@ def record(request: pytest.FixtureRequest, figures: dict[str, Any]) -> None:
     if results:
         with Path(results).open("a") as handle:
             handle.write(line + "\n")
-    reporter = request.config.pluginmanager.getplugin("terminalreporter")
-    capture = request.config.pluginmanager.getplugin("capturemanager")
-    if reporter is None or capture is None:
-        print(f"scenario: {line}", file=sys.stderr)
-        return
-    with capture.global_and_fixture_disabled():
-        reporter.write_line(f"\nscenario: {line}")
+    terminal_line(request, f"scenario: {line}")

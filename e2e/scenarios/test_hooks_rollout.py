@@ -21,7 +21,7 @@ ROLLOUTS = 3
 SETTLE = 15.0
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def hooks(cluster: Cluster, webhook: dict[str, dict[str, Any]]) -> Api:
     """Metacontroller from its release manifests and ``metacontroller/`` from the image; the existing profile
     namespaces decorated."""
@@ -73,10 +73,11 @@ def test_rollouts_lose_no_child_and_refuse_no_admission(
             cluster.kubectl.run("rollout", "restart", f"{kind}/{name}", "-n", namespace)
             product.rollout_status(cluster, name, namespace, kind=kind)
             rollouts.append(round(time.monotonic() - started, 1))
-        time.sleep(SETTLE)
     finally:
-        admissions = load.stop()
+        # Namespaces stop coming first: every one then has the settling time to be decorated.
         churn_errors = churn.stop()
+        time.sleep(SETTLE)
+        admissions = load.stop()
         children = watch.stop()
     failures = apiserver_metrics.increase(
         before, apiserver_metrics.webhook_failures(cluster.kubectl.run("get", "--raw", "/metrics").stdout)
