@@ -71,6 +71,19 @@ def rollout_status(
     )
 
 
+def rollout_restart(
+    cluster: Cluster, name: str, namespace: str = WEBHOOK_NAMESPACE, kind: str = "deployment"
+) -> float:
+    """``kubectl rollout restart`` and wait until it is complete; returns its seconds. kubectl stamps the
+    restart to the second and refuses a second one within it, so a fast rollout waits out its second."""
+    started = time.monotonic()
+    cluster.kubectl.run("rollout", "restart", f"{kind}/{name}", "-n", namespace)
+    rollout_status(cluster, name, namespace, kind)
+    elapsed = time.monotonic() - started
+    time.sleep(max(0.0, 1.1 - elapsed))
+    return elapsed
+
+
 def create_profiles(cluster: Cluster, names: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Profile namespaces as Kubeflow's profile controller makes them, each with the Trial its Jobs belong
     to; returns the Trials by namespace."""
