@@ -683,17 +683,29 @@ class Demo:
             "",
             f"Profile {PROFILE} (owner {OWNER}), Namespace {PROFILE}: children created by Metacontroller",
         ]
-        for kind, obj in self.children.items():
-            if not obj:
-                lines.append(f"  {kind} MISSING")
-                continue
-            lines.append(f"  {kind} {obj['metadata']['namespace']}/{obj['metadata']['name']}")
-            lines += [f"      {fact}" for fact in facts(obj)]
+        lines += children_lines(self.children, self.mode)
         lines += ["", "Admission: what was sent → what the API server stored (API server defaults left out)"]
         for item in self.admitted:
             lines.append(f"  {item.name}  ({item.title})")
             lines += [f"      {describe(change)}" for change in item.changes] or ["      unchanged"]
         return lines
+
+
+def children_lines(children: Mapping[str, Mapping[str, Any] | None], mode: str) -> list[str]:
+    """The report's lines for the children found, each with its facts. An absent child is MISSING only where
+    ``mode`` needs it: token mode sets no header, so it has no EnvoyFilter by design."""
+    lines = []
+    for kind, obj in children.items():
+        if obj:
+            lines.append(f"  {kind} {obj['metadata']['namespace']}/{obj['metadata']['name']}")
+            lines += [f"      {fact}" for fact in facts(obj)]
+        elif kind == "EnvoyFilter" and mode == "token":
+            lines.append(
+                f"  {kind}: none, as expected in token mode (the projected token identifies the caller)"
+            )
+        else:
+            lines.append(f"  {kind} MISSING (expected in {mode} mode)")
+    return lines
 
 
 def facts(obj: Mapping[str, Any]) -> list[str]:

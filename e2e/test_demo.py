@@ -14,6 +14,7 @@ from e2e.demo import (
     admission_diff,
     check_children,
     check_token,
+    children_lines,
     describe,
     diff,
     facts,
@@ -269,3 +270,19 @@ def test_children_check_wants_no_envoy_filter_in_token_mode() -> None:
     checks = Checks()
     check_children(checks, header_children, token_config)
     assert "no EnvoyFilter in token identity mode" in checks.missing
+
+
+def test_the_report_calls_an_envoy_filter_missing_only_where_the_mode_needs_one() -> None:
+    profile = {"metadata": {"name": "alice"}, "spec": {"owner": {"name": "alice@example.com"}}}
+    policy = next(
+        o for o in desired("alice", profile, CURRENT_ISTIO, CONFIG) if o["kind"] == "AuthorizationPolicy"
+    )
+    found = {"AuthorizationPolicy": policy, "EnvoyFilter": None}
+    token = children_lines(found, "token")
+    assert not any("MISSING" in line for line in token), token
+    assert any(line.startswith("  EnvoyFilter: none, as expected in token mode") for line in token)
+    for mode in ("header", "both"):
+        assert f"  EnvoyFilter MISSING (expected in {mode} mode)" in children_lines(found, mode)
+    assert "  AuthorizationPolicy MISSING (expected in token mode)" in children_lines(
+        {"AuthorizationPolicy": None}, "token"
+    )
