@@ -142,6 +142,21 @@ def test_release_pushes_the_image_the_manifests_name() -> None:
     assert workflow["env"]["IMAGE"] == IMAGE
 
 
+def test_release_pushes_only_after_lint_the_tests_and_the_image_tests_pass() -> None:
+    jobs = yaml.safe_load((ROOT / ".github" / "workflows" / "release.yaml").read_text())["jobs"]
+    pushing = [name for name, job in jobs.items() if any(s.get("with", {}).get("push") for s in job["steps"])]
+    assert pushing, "the release pushes an image"
+    for name in pushing:
+        needs = jobs[name].get("needs", [])
+        ran = " ".join(
+            step.get("run", "")
+            for need in ([needs] if isinstance(needs, str) else needs)
+            for step in jobs[need]["steps"]
+        )
+        for command in ("just lint", "just test-unit", "pytest e2e/image"):
+            assert command in ran, f"{name} pushes without {command!r} having passed"
+
+
 def _serve_setting(args: list[str], flag: str, default: float) -> float:
     return float(args[args.index(flag) + 1]) if flag in args else default
 
