@@ -15,9 +15,10 @@ from e2e.cluster.metacontroller import (
 )
 from e2e.framework import versions
 
-# Metacontroller v4.17.2's flags (facts from its pkg/cmd/metacontroller/main.go, plus what it registers
-# from controller-runtime: --kubeconfig, and the --zap-* logging options). No v4 can be built from the Go
-# module proxy here, so its help output is not at hand; these are its flag names.
+# Metacontroller v4.17.2's flags: the 17 of pkg/cmd/metacontroller/main.go@v4.17.2 (lines 45-61), the
+# --zap-* options that main() binds from controller-runtime v0.24.1 (pkg/log/zap/zap.go@v0.24.1, BindFlags),
+# and --kubeconfig, which controller-runtime's pkg/client/config registers in its init()
+# (config.go@v0.24.1). No v4 can be built from the Go module proxy here, so its help output is not at hand.
 V4_FLAGS = frozenset(
     {
         "discovery-interval",
@@ -35,8 +36,8 @@ V4_FLAGS = frozenset(
         "leader-election-id",
         "health-probe-bind-address",
         "target-label-selector",
-        "use-server-side-apply",
-        "ssa-field-manager",
+        "apply-strategy",
+        "apply-strategy-ssa-field-manager",
         "kubeconfig",
         "zap-devel",
         "zap-encoder",
