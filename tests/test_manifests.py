@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -188,3 +189,33 @@ def test_deployments_give_the_drain_time_to_finish_and_roll_without_losing_a_rep
     assert pod.get("terminationGracePeriodSeconds", 30) > delay + graceful
     assert "preStop" not in container.get("lifecycle", {}), "the server drains itself; a preStop adds to it"
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+
+
+@pytest.mark.parametrize("install", ["webhook/manifests", "webhook/self-managed-certificates"])
+def test_the_autoscaling_component_scales_the_webhook_and_owns_its_replica_count(
+    tmp_path: Path, install: str
+) -> None:
+    """Added to either install as a user adds it: its HPA targets the webhook's Deployment, never goes
+    below the disruption budget's floor plus one, and the Deployment no longer sets a replica count that
+    every re-apply would reset."""
+    user = tmp_path / "kustomization.yaml"
+    user.write_text(
+        yaml.safe_dump(
+            {
+                "resources": [os.path.relpath(ROOT / install, tmp_path)],
+                "components": [os.path.relpath(ROOT / "webhook" / "autoscaling", tmp_path)],
+            }
+        )
+    )
+    objects = {(d["kind"], d["metadata"]["name"]): d for d in render(str(tmp_path))}
+    autoscaler = objects[("HorizontalPodAutoscaler", "kubeflow-extension-webhook")]
+    deployment = objects[("Deployment", "kubeflow-extension-webhook")]
+    budget = objects[("PodDisruptionBudget", "kubeflow-extension-webhook")]
+    target = autoscaler["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
+    assert autoscaler["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+    assert "replicas" not in deployment["spec"]
+    assert autoscaler["spec"]["minReplicas"] > budget["spec"]["minAvailable"]
+    [metric] = autoscaler["spec"]["metrics"]
+    assert metric["resource"]["name"] == "cpu"
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"]
