@@ -14,6 +14,7 @@ from e2e.cluster.children import ChildrenWatch, Churn
 from e2e.cluster.cluster import Cluster
 from e2e.cluster.load import Load, summary
 from e2e.scenarios.conftest import PROFILES, record
+from e2e.scenarios.under_load import apiserver_failures
 
 pytestmark = pytest.mark.cluster
 
@@ -57,7 +58,7 @@ def test_rollouts_lose_no_child_and_refuse_no_admission(
     name: str,
     namespace: str,
 ) -> None:
-    before = apiserver_metrics.webhook_failures(cluster.kubectl.run("get", "--raw", "/metrics").stdout)
+    before = apiserver_failures(cluster)
     watch = ChildrenWatch(hooks)
     for profile in PROFILES:
         watch.track(profile)
@@ -79,9 +80,7 @@ def test_rollouts_lose_no_child_and_refuse_no_admission(
         time.sleep(SETTLE)
         admissions = load.stop()
         children = watch.stop()
-    failures = apiserver_metrics.increase(
-        before, apiserver_metrics.webhook_failures(cluster.kubectl.run("get", "--raw", "/metrics").stdout)
-    )
+    failures = apiserver_metrics.increase(before, apiserver_failures(cluster))
     counts = summary(admissions)
     record(
         request,
