@@ -32,6 +32,7 @@ ACCOUNT = f"system:serviceaccount:{NAMESPACE}:kubeflow-extension-webhook"
 SECRET = "kubeflow-extension-webhook-certificates"
 PROFILE = "e2e-self-managed"
 REPLICAS = 8
+RETIRE_AFTER = datetime.timedelta(hours=3)
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +93,7 @@ def test_replicas_starting_together_agree_and_the_api_server_trusts_the_result(
         core, admission = clients_as_the_webhook(control_plane.kubeconfig)
         start.wait()
         try:
-            results.append(reconcile(core, admission, target, now))
+            results.append(reconcile(core, admission, target, now, RETIRE_AFTER))
         except BaseException as error:
             errors.append(error)
 
@@ -112,7 +113,7 @@ def test_replicas_starting_together_agree_and_the_api_server_trusts_the_result(
 
     # A second round finds nothing to do.
     core, admission = clients_as_the_webhook(control_plane.kubeconfig)
-    assert reconcile(core, admission, target, now) == results[0]
+    assert reconcile(core, admission, target, now, RETIRE_AFTER) == results[0]
     assert (
         kubectl("get", "secret", SECRET, "-n", NAMESPACE)["metadata"]["resourceVersion"]
         == stored["metadata"]["resourceVersion"]

@@ -3,7 +3,10 @@
 The Secret carries the CA, the bundle the API server trusts (current CA, plus the previous one while it
 is being replaced) and the serving pair. `plan()` is pure; `service.certificate_sync` does the I/O.
 Renewal never breaks trust: a new CA is first published in the bundle, and only a later round, once
-the MutatingWebhookConfiguration carries that bundle, issues a serving certificate from it.
+the MutatingWebhookConfiguration carries that bundle, issues a serving certificate from it. Every
+replica serves the pair it last read, on its own clock, so a CA leaves the bundle only once the serving
+pair of its successor is older than `retire_after`: long enough for every replica to have loaded it. A
+lost Secret is rebuilt the same way: the CAs the configuration trusts stay in the new bundle until then.
 """
 
 from __future__ import annotations
@@ -11,6 +14,9 @@ from __future__ import annotations
 import datetime
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from service import certificates
 
@@ -65,17 +71,38 @@ def _still_valid(cert_pem: bytes, now: datetime.datetime) -> bool:
         return False
 
 
+def _still_trusted(published: bytes, now: datetime.datetime) -> bytes:
+    """The unexpired certificates of the bundle the webhook configuration carries (b"" if unreadable)."""
+    try:
+        trusted = x509.load_pem_x509_certificates(published) if published.strip() else []
+    except ValueError:
+        return b""
+    return b"".join(
+        cert.public_bytes(serialization.Encoding.PEM) for cert in trusted if cert.not_valid_after_utc > now
+    )
+
+
 def plan(
-    current: Contents | None, dns_names: Sequence[str], now: datetime.datetime, *, bundle_published: bool
+    current: Contents | None,
+    dns_names: Sequence[str],
+    now: datetime.datetime,
+    *,
+    published: bytes,
+    retire_after: datetime.timedelta,
 ) -> Contents | None:
     """The contents to write, or None when the current ones are good.
 
-    `bundle_published` says whether the webhook configuration already trusts `current.bundle`; only
-    then may the serving certificate move to a new CA.
+    `published` is the bundle the webhook configuration carries (what kube-apiserver trusts now); the
+    serving certificate moves to a new CA only once that is `current.bundle`, and the previous CA leaves
+    the bundle only `retire_after` after the new serving certificate was issued.
     """
     if current is None or not _still_valid(current.ca.cert, now):
+        # Replicas may still serve a pair from the lost or expired contents: keep trusting what they
+        # were trusted for, until the new pair has been served long enough.
         ca = certificates.new_ca("kubeflow-extension-webhook-ca", now, CA_VALIDITY)
-        return Contents(ca, ca.cert, _serving(ca, dns_names, now))
+        kept = _still_trusted(published, now).replace(ca.cert, b"")
+        return Contents(ca, ca.cert + kept, _serving(ca, dns_names, now))
+    bundle_published = published == current.bundle
     if certificates.remaining(current.ca.cert, now) < CA_RENEW_BEFORE:
         ca = certificates.new_ca("kubeflow-extension-webhook-ca", now, CA_VALIDITY)
         return Contents(ca, ca.cert + current.ca.cert, current.serving)
@@ -86,7 +113,8 @@ def plan(
         and certificates.signed_by(current.serving.cert, current.ca.cert)
     )
     if serving_ok:
-        if current.bundle != current.ca.cert and bundle_published:
+        retiring = current.bundle != current.ca.cert
+        if retiring and bundle_published and certificates.age(current.serving.cert, now) >= retire_after:
             return Contents(current.ca, current.ca.cert, current.serving)  # retire the previous CA
         return None
     if not bundle_published and certificates.signed_by(current.serving.cert, current.ca.cert) is False:

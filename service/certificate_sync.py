@@ -26,6 +26,10 @@ from service.certificate_rotation import TLS_CERT, TLS_KEY, Contents, plan
 
 log = logging.getLogger(__name__)
 
+RETIRE_AFTER_ROUNDS = 3
+"""Rounds of every replica between a new serving pair and the retirement of the CA it replaces: one to
+load it, two to spare for a round that failed and was retried."""
+
 
 @dataclass(frozen=True)
 class Target:
@@ -43,12 +47,19 @@ def _encode(data: dict[str, bytes]) -> dict[str, bytes | str]:
     return {k: base64.b64encode(v).decode() for k, v in sorted(data.items())}
 
 
-def _ca_bundles(configuration: Any) -> list[bytes]:
-    return [base64.b64decode(w.client_config.ca_bundle or "") for w in configuration.webhooks or []]
+def _published_bundle(configuration: Any) -> bytes:
+    """The caBundle every webhook of the configuration carries (b"" when they differ or have none)."""
+    bundles = {base64.b64decode(w.client_config.ca_bundle or "") for w in configuration.webhooks or []}
+    return bundles.pop() if len(bundles) == 1 else b""
 
 
 def reconcile(
-    core: Any, admission: Any, target: Target, now: datetime.datetime, attempts: int = 5
+    core: Any,
+    admission: Any,
+    target: Target,
+    now: datetime.datetime,
+    retire_after: datetime.timedelta,
+    attempts: int = 5,
 ) -> Contents:
     """One round: bring the Secret and the caBundle to what `plan()` wants; return what is in force."""
     for _ in range(attempts):
@@ -60,8 +71,13 @@ def reconcile(
             secret = None
         current = Contents.from_data(_decode(secret)) if secret is not None else None
         configuration = admission.read_mutating_webhook_configuration(target.webhook_configuration)
-        published = current is not None and all(b == current.bundle for b in _ca_bundles(configuration))
-        wanted = plan(current, target.dns_names, now, bundle_published=published)
+        wanted = plan(
+            current,
+            target.dns_names,
+            now,
+            published=_published_bundle(configuration),
+            retire_after=retire_after,
+        )
         if wanted is not None:
             body = client.V1Secret(
                 metadata=client.V1ObjectMeta(
@@ -146,8 +162,10 @@ def api_clients() -> tuple[Any, Any]:
     return client.CoreV1Api(), client.AdmissionregistrationV1Api()
 
 
-def _round(core: Any, admission: Any, target: Target, directory: Path) -> None:
-    contents = reconcile(core, admission, target, datetime.datetime.now(datetime.UTC))
+def _round(
+    core: Any, admission: Any, target: Target, directory: Path, retire_after: datetime.timedelta
+) -> None:
+    contents = reconcile(core, admission, target, datetime.datetime.now(datetime.UTC), retire_after)
     if write_files(contents, directory):
         log.info("serving certificate files updated", extra={"directory": str(directory)})
 
@@ -156,12 +174,17 @@ def keep_current(
     target: Target, directory: Path, interval: float, first_round_timeout: float = 300.0
 ) -> threading.Event:
     """Bring the certificate up to date and write its files before returning (the server needs them to
-    start), then keep it current in a daemon thread every `interval` seconds until the event is set."""
+    start), then keep it current in a daemon thread every `interval` seconds until the event is set.
+
+    Every replica runs this on its own clock, so a CA is retired only after RETIRE_AFTER_ROUNDS of
+    them: by then each replica has read, written and serves its successor's pair.
+    """
+    retire_after = datetime.timedelta(seconds=RETIRE_AFTER_ROUNDS * interval)
     core, admission = api_clients()
     deadline = time.monotonic() + first_round_timeout
     while True:
         try:
-            _round(core, admission, target, directory)
+            _round(core, admission, target, directory, retire_after)
             break
         except Exception:
             if time.monotonic() > deadline:
@@ -174,7 +197,7 @@ def keep_current(
         delay = interval
         while not stop.wait(delay):
             try:
-                _round(core, admission, target, directory)
+                _round(core, admission, target, directory, retire_after)
                 delay = interval
             except Exception:
                 log.exception("certificate renewal round failed; retrying within a minute")

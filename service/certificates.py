@@ -144,6 +144,11 @@ def remaining(cert_pem: bytes, now: datetime.datetime) -> datetime.timedelta:
     return x509.load_pem_x509_certificate(cert_pem).not_valid_after_utc - now
 
 
+def age(cert_pem: bytes, now: datetime.datetime) -> datetime.timedelta:
+    """How long ago the certificate was issued (its start is backdated by CLOCK_SKEW when issued here)."""
+    return now - (x509.load_pem_x509_certificate(cert_pem).not_valid_before_utc + CLOCK_SKEW)
+
+
 def signed_by(cert_pem: bytes, ca_pem: bytes) -> bool:
     """Whether `cert_pem` was issued by the CA in `ca_pem` (signature checked, not just names)."""
     try:
