@@ -13,6 +13,8 @@ so a hook that builds the wrong object fails them:
 The Go test translates the objects with Istio's own pilot code, runs its validating webhook on them, and
 checks every expectation against the generated Envoy configuration. Add a case by appending to
 ``CASES`` (or a request to ``calls``); ``python -m e2e.istio.cases OUT_DIR`` writes one JSON file each.
+With ``--legacy`` it writes only the cases of the legacy overlay, translated, for Istio 1.5
+(``e2e/istio-legacy``), which still knows ServiceRoleBinding.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import argparse
 import json
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,8 @@ GRPC_PORT = 8887
 OTHER_SERVICE = "ml-pipeline-visualizationserver"
 """Another Kubeflow service on the same port number: its virtual host shares ml-pipeline's route table."""
 NAMESPACE_WITHOUT_PROFILE = "no-profile"
+LEGACY_OVERLAY = "legacy-istio"
+"""The overlay for Istio 1.3-1.5, whose ServiceRoleBinding current Istio no longer knows."""
 BEARER = {"authorization": "Bearer x"}
 """A token; Istio only checks that the header is there, KFP checks the token itself."""
 
@@ -149,12 +153,17 @@ CASES = (
     ),
     Case(
         "legacy-istio",
-        "legacy-istio",
+        LEGACY_OVERLAY,
         (Profile("erin", "erin@example.com"),),
         translate=False,
         unknown_kinds=("ServiceRoleBinding",),
     ),
 )
+
+
+def legacy_cases() -> tuple[Case, ...]:
+    """The legacy overlay's cases as Istio 1.5 sees them: every kind known, and translated."""
+    return tuple(replace(c, translate=True, unknown_kinds=()) for c in CASES if c.overlay == LEGACY_OVERLAY)
 
 
 def hook_objects(case: Case) -> list[dict[str, Any]]:
@@ -396,11 +405,13 @@ def case_document(case: Case) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m e2e.istio.cases", description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="directory for <case>.json files (created)")
+    parser.add_argument("--legacy", action="store_true", help="only the legacy overlay's cases (Istio 1.5)")
     arguments = parser.parse_args(argv)
     arguments.out.mkdir(parents=True, exist_ok=True)
-    for case in CASES:
+    cases = legacy_cases() if arguments.legacy else CASES
+    for case in cases:
         (arguments.out / f"{case.name}.json").write_text(json.dumps(case_document(case), indent=2))
-    print(f"wrote {len(CASES)} cases to {arguments.out}")
+    print(f"wrote {len(cases)} cases to {arguments.out}")
     return 0
 
 

@@ -150,3 +150,7 @@ require (
 	sigs.k8s.io/structured-merge-diff/v6 v6.4.0 // indirect
 	sigs.k8s.io/yaml v1.6.0 // indirect
 )
+
+require kubeflow-extension.local/e2e/istio-cases v0.0.0
+
+replace kubeflow-extension.local/e2e/istio-cases => ../istio-cases

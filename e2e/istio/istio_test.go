@@ -22,6 +22,8 @@ import (
 
 	"istio.io/istio/pkg/config/schema/collections"
 	"istio.io/istio/pkg/webhooks/validation/server"
+
+	istiocases "kubeflow-extension.local/e2e/istio-cases"
 )
 
 // genericEnvoyFilterWarning starts the warning Istio gives every EnvoyFilter; any other warning fails.
@@ -30,7 +32,7 @@ const genericEnvoyFilterWarning = "EnvoyFilter exposes internal implementation d
 // validate sends one object to Istio's validating webhook, configured as istiod configures it.
 func validate(t *testing.T, endpoint string, raw json.RawMessage) *admissionv1.AdmissionResponse {
 	t.Helper()
-	kind, namespace, name := kindOf(raw)
+	kind, namespace, name := istiocases.ObjectID(raw)
 	review := admissionv1.AdmissionReview{
 		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
 		Request: &admissionv1.AdmissionRequest{
@@ -69,7 +71,7 @@ func TestIstioValidationAcceptsEveryObject(t *testing.T) {
 	defer webhook.Close()
 	for _, c := range cases {
 		for _, raw := range c.Objects {
-			kind, namespace, name := kindOf(raw)
+			kind, namespace, name := istiocases.ObjectID(raw)
 			t.Run(fmt.Sprintf("%s/%s/%s/%s", c.Name, kind, namespace, name), func(t *testing.T) {
 				answer := validate(t, webhook.URL+"/validate", raw)
 				if slices.Contains(c.UnknownKinds, kind) {
@@ -115,7 +117,7 @@ func headersAdded(vh *route.VirtualHost) []*core.HeaderValueOption {
 // labelled Pod of a profile namespace in header or both mode set (overwrite) the owner's header on
 // ml-pipeline's virtual host, and nothing else gets it (token mode: no header at all).
 func TestIdentityHeaderOnlyFromLabelledWorkloadsToMlPipeline(t *testing.T) {
-	eachTranslatedCase(t, func(t *testing.T, c testCase, m *mesh) {
+	eachTranslatedCase(t, func(t *testing.T, c istiocases.Case, m *mesh) {
 		headerNames := map[string]bool{}
 		for _, w := range c.Workloads {
 			if w.Header != nil {
@@ -186,7 +188,7 @@ func rbacFilters(t *testing.T, chain *listener.FilterChain) []*rbachttp.RBAC {
 // TestMlPipelineAdmitsOnlyTheOwnersEditor evaluates ml-pipeline's generated inbound RBAC filters for each
 // call: allowed exactly when the case says so, on every filter chain the call could arrive on.
 func TestMlPipelineAdmitsOnlyTheOwnersEditor(t *testing.T) {
-	eachTranslatedCase(t, func(t *testing.T, c testCase, m *mesh) {
+	eachTranslatedCase(t, func(t *testing.T, c istiocases.Case, m *mesh) {
 		backend := c.Services[0].Name
 		listeners := m.server.Listeners(m.proxy(t, c.KubeflowNamespace, backend+"-0"))
 		logged := false

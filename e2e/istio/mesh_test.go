@@ -1,7 +1,6 @@
 package istio
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -20,6 +19,8 @@ import (
 	"istio.io/istio/pilot/test/xds"
 	"istio.io/istio/pkg/config/constants"
 	"istio.io/istio/pkg/log"
+
+	istiocases "kubeflow-extension.local/e2e/istio-cases"
 )
 
 const (
@@ -39,7 +40,7 @@ func quietIstioLogs() {
 type mesh struct {
 	server *xds.FakeDiscoveryServer
 	pods   map[string]*corev1.Pod // by namespace/name
-	c      testCase
+	c      istiocases.Case
 }
 
 func podKey(namespace, name string) string { return namespace + "/" + name }
@@ -61,7 +62,7 @@ func newPod(namespace, name, ip string, labels map[string]string) *corev1.Pod {
 }
 
 // kubernetesObjects are the Kubeflow Services, one backend Pod each, and a Pod per calling workload.
-func kubernetesObjects(c testCase) ([]runtime.Object, map[string]*corev1.Pod) {
+func kubernetesObjects(c istiocases.Case) ([]runtime.Object, map[string]*corev1.Pod) {
 	var objects []runtime.Object
 	pods := map[string]*corev1.Pod{}
 	next := 10
@@ -97,7 +98,7 @@ func kubernetesObjects(c testCase) ([]runtime.Object, map[string]*corev1.Pod) {
 }
 
 // hookYAML is the case's objects as one multi-document stream (JSON is YAML).
-func hookYAML(c testCase) string {
+func hookYAML(c istiocases.Case) string {
 	docs := make([]string, 0, len(c.Objects))
 	for _, o := range c.Objects {
 		docs = append(docs, string(o))
@@ -105,7 +106,7 @@ func hookYAML(c testCase) string {
 	return strings.Join(docs, "\n---\n")
 }
 
-func newMesh(t *testing.T, c testCase) *mesh {
+func newMesh(t *testing.T, c istiocases.Case) *mesh {
 	t.Helper()
 	configs, unknown, err := crd.ParseInputs(hookYAML(c))
 	if err != nil {
@@ -196,20 +197,8 @@ func show(m proto.Message) string {
 	return string(out)
 }
 
-func kindOf(raw json.RawMessage) (kind, namespace, name string) {
-	var head struct {
-		Kind     string `json:"kind"`
-		Metadata struct {
-			Name      string `json:"name"`
-			Namespace string `json:"namespace"`
-		} `json:"metadata"`
-	}
-	_ = json.Unmarshal(raw, &head)
-	return head.Kind, head.Metadata.Namespace, head.Metadata.Name
-}
-
 // eachTranslatedCase runs check as a subtest for every case pilot can translate, on its own mesh.
-func eachTranslatedCase(t *testing.T, check func(t *testing.T, c testCase, m *mesh)) {
+func eachTranslatedCase(t *testing.T, check func(t *testing.T, c istiocases.Case, m *mesh)) {
 	for _, c := range cases {
 		if c.Translate {
 			t.Run(c.Name, func(t *testing.T) { check(t, c, newMesh(t, c)) })

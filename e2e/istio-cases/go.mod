@@ -1,0 +1,3 @@
+module kubeflow-extension.local/e2e/istio-cases
+
+go 1.26.8
