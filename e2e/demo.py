@@ -19,6 +19,7 @@ which. ``--keep`` leaves the last run's control plane running (stop it with
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import dataclasses
 import difflib
@@ -44,6 +45,7 @@ from e2e.cluster.controlplane import (
 from e2e.framework.objects import profile_objects
 from e2e.framework.processes import eventually
 from hooks.desired import CURRENT_ISTIO, desired
+from hooks.identity import MODE_ANNOTATION, MODE_LABEL
 from hooks.istio import MANAGED_BY, NAMESPACE_LABEL
 from service.config import IDENTITY_MODES, Config
 from tests.webhook import katib_objects
@@ -304,6 +306,9 @@ CONFIG = Config()
 PROFILE = "alice"
 OWNER = "alice@example.com"
 TRIAL = "random-exp-x7k2p"
+SWITCHED_PROFILE = "bob"
+SWITCHED_TO = {"header": "token", "token": "header", "both": "header"}
+"""The mode the demo's second namespace asks for by annotation, in each run's mode."""
 CHILDREN_TIMEOUT = 60.0
 WAIT_TIMEOUT = 30.0
 AUTHORIZATION = ("AuthorizationPolicy", "authorizationpolicies.security.istio.io")
@@ -521,6 +526,7 @@ class Demo:
     services: dict[str, str] = field(default_factory=dict)
     children: dict[str, Object | None] = field(default_factory=dict)
     admitted: list[Admitted] = field(default_factory=list)
+    switched: str = ""
 
     @property
     def kubectl(self) -> Kubectl:
@@ -539,7 +545,7 @@ class Demo:
         began = time.monotonic()
         mode = {"KFEXT_IDENTITY_MODE": self.mode}
         hooks = self.plane.start_hooks(env=mode)
-        webhook = self.plane.start_webhook(env=mode)
+        webhook = self.plane.start_webhook()
         self.services = {
             s.name: f"{s.url}  (image {s.image})" if s.image else s.url for s in (hooks, webhook)
         }
@@ -555,7 +561,9 @@ class Demo:
 
         self.wait_for_admission()
         self.create_workloads()
-        self._lap("workloads", began)
+        began = self._lap("workloads", began)
+        self.switch_a_namespace()
+        self._lap("a namespace switched by annotation", began)
 
     def wait_for_children(self) -> dict[str, Object | None]:
         kinds = {w["kind"] for w in wanted_children(self.config)}
@@ -577,9 +585,18 @@ class Demo:
             children[kind] = items[0] if items else None
         return children
 
+    def mode_label(self, namespace: str) -> Any:
+        return lookup(self.kubectl.get("namespace", namespace), "metadata", "labels", MODE_LABEL)
+
     def wait_for_admission(self) -> None:
-        """Until the webhook configuration is in effect (a dry-run notebook Pod comes back labelled) and
-        the namespace's ``default`` ServiceAccount, which Pods without one need, exists."""
+        """Until the hooks labelled the namespace with its mode (the webhook configuration routes by it), the
+        webhook configuration is in effect (a dry-run notebook Pod comes back labelled) and the namespace's
+        ``default`` ServiceAccount, which Pods without one need, exists."""
+        eventually(
+            lambda: self.mode_label(PROFILE) == self.mode,
+            what=f"the hooks to label {PROFILE} {MODE_LABEL}={self.mode}",
+            timeout=WAIT_TIMEOUT,
+        )
         probe = standalone_pod(katib_objects.notebook_pod(), "admission-probe")
 
         def labelled() -> bool:
@@ -676,6 +693,37 @@ class Demo:
 
     # -- the report ---------------------------------------------------------------------------------
 
+    def switch_a_namespace(self) -> None:
+        """A second profile namespace annotated with another mode: the hooks label it so and the webhook
+        follows, under this run's configuration."""
+        other = SWITCHED_TO[self.mode]
+        namespace_name = SWITCHED_PROFILE
+        profile, namespace, account = profile_objects(namespace_name, f"{namespace_name}@example.com", CONFIG)
+        namespace["metadata"]["annotations"][MODE_ANNOTATION] = other
+        self.kubectl.apply([profile, namespace, account])
+        with contextlib.suppress(TimeoutError):
+            eventually(
+                lambda: self.mode_label(namespace_name) == other,
+                what=f"the hooks to label {namespace_name} {MODE_LABEL}={other}",
+                timeout=WAIT_TIMEOUT,
+            )
+        label = self.mode_label(namespace_name)
+        self.checks.expect(f"namespace {namespace_name} annotated {other}: labelled {other}", label == other)
+        probe = standalone_pod(katib_objects.notebook_pod(), "switched-probe")
+        probe["metadata"]["namespace"] = namespace_name
+        stored = self.kubectl("create", "--dry-run=server", "-f", "-", stdin=json.dumps(probe))
+        token = any(v.get("name") == CONFIG.token_volume for v in lookup(stored, "spec", "volumes") or [])
+        wants_token = other != "header"
+        self.checks.expect(
+            f"a notebook Pod in {namespace_name} {'gets' if wants_token else 'gets no'} the token",
+            token == wants_token,
+        )
+        self.switched = (
+            f"Namespace {namespace_name}, annotated {MODE_ANNOTATION}={other} under the configuration's "
+            f"{self.mode}: labelled {MODE_LABEL}={label}; its notebook Pods get "
+            + ("the projected token" if token else "no token")
+        )
+
     def report(self) -> list[str]:
         lines = [f"Identity mode: {self.mode}", ""]
         lines += [f"{name:<8} {url}" for name, url in self.services.items()]
@@ -688,6 +736,8 @@ class Demo:
         for item in self.admitted:
             lines.append(f"  {item.name}  ({item.title})")
             lines += [f"      {describe(change)}" for change in item.changes] or ["      unchanged"]
+        if self.switched:
+            lines += ["", self.switched]
         return lines
 
 

@@ -35,14 +35,16 @@ FILTER = "envoyfilters.networking.istio.io"
 
 @pytest.fixture(scope="module")
 def token_admission(control_plane: ControlPlane, kubectl: Kubectl) -> Iterator[LocalService]:
-    """A webhook in token mode behind the shipped configuration, renamed and limited to this module's
-    namespaces; Kubeflow's RBAC; two profile namespaces with default-editor bound as Kubeflow binds it."""
-    webhook = control_plane.start_service(
-        "webhook-token", "webhook.app:app", tls=True, env={"KFEXT_IDENTITY_MODE": "token"}
-    )
+    """The webhook behind the shipped configuration's token-mode entries, renamed and limited to this
+    module's namespaces; Kubeflow's RBAC; two profile namespaces with default-editor bound as Kubeflow
+    binds it."""
+    webhook = control_plane.start_service("webhook-token", "webhook.app:app", tls=True)
     documents = control_plane.localized_manifests(REPO_ROOT / "webhook" / "manifests", webhook=webhook)
     (configuration,) = [d for d in documents if d["kind"] == "MutatingWebhookConfiguration"]
     configuration["metadata"]["name"] = "kubeflow-extension-token-e2e"
+    configuration["webhooks"] = [
+        e for e in configuration["webhooks"] if e["clientConfig"]["url"].endswith("/token")
+    ]
     for entry in configuration["webhooks"]:
         entry["namespaceSelector"] = {"matchLabels": {SELECTED: "token"}}
     kubectl.apply([configuration, *kubeflow_rbac.cluster_roles()])

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from hooks.desired import desired, profile_owner, related_rules, served
-from hooks.identity import namespace_annotations, resolve
+from hooks.identity import namespace_annotations, namespace_labels, resolve
 from hooks.request import parse_customize, parse_sync
 from service import config as configuration
 from service.http import EXCEPTION_HANDLERS, ClientError, json_response, probe_routes, read_request
@@ -49,14 +49,13 @@ def create_app(config: configuration.Config) -> Starlette:
                 # Nothing may be created in a terminating namespace; report done once all is gone.
                 answer["finalized"] = hook.observed == 0
             else:
-                annotations = namespace_annotations(
-                    identity,
-                    hook.on_ambient,
-                    hook.notice,
-                    served=served(hook.namespace, profile_owner(hook.profile), config),
-                )
+                is_served = served(hook.namespace, profile_owner(hook.profile), config)
+                annotations = namespace_annotations(identity, hook.on_ambient, hook.notice, served=is_served)
                 if annotations is not None:
                     answer["annotations"] = annotations
+                labels = namespace_labels(identity, hook.mode_label, served=is_served)
+                if labels is not None:
+                    answer["labels"] = labels
             metrics.count("sync", "ok")
             log.info(
                 "sync",

@@ -1,9 +1,12 @@
 """Which identity mode a profile namespace uses, and what its Namespace must say about it. Pure functions.
 
 The configuration's ``identity_mode`` is the default; an annotation on the Namespace, or else on its
-Profile, overrides it for that namespace. A namespace on Istio ambient has no sidecar to apply an
-EnvoyFilter, so header mode does nothing there: the decorator then annotates the Namespace with the
-reason and the setting to change, and removes that annotation once it no longer applies.
+Profile, overrides it for that namespace. The decorator labels each profile namespace with the mode in
+effect (``MODE_LABEL``): the webhook's configuration routes by that label, so the webhook gives Pods a
+token exactly where the hooks admit one, without reading anything itself. A namespace on Istio ambient
+has no sidecar to apply an EnvoyFilter, so header mode does nothing there: the decorator then annotates
+the Namespace with the reason and the setting to change, and removes that annotation once it no longer
+applies.
 """
 
 from __future__ import annotations
@@ -17,6 +20,10 @@ from service.http import ClientError
 
 MODE_ANNOTATION = "kubeflow-extension.kubeflow.org/identity-mode"
 """On a Namespace or Profile: ``header``, ``token`` or ``both`` for this namespace only."""
+MODE_LABEL = "kubeflow-extension.kubeflow.org/effective-identity-mode"
+"""Set by the decorator on every profile namespace it serves: the mode in effect there, whatever chose it.
+The MutatingWebhookConfiguration sends namespaces labelled ``token`` or ``both`` to the webhook's token
+path (webhook/manifests/mutatingwebhookconfiguration.yaml)."""
 NOTICE_ANNOTATION = "kubeflow-extension.kubeflow.org/identity-notice"
 """Set by the decorator on a Namespace whose identity mode cannot work there."""
 AMBIENT_LABEL = "istio.io/dataplane-mode"
@@ -47,10 +54,18 @@ class Identity:
         return self.mode in ("token", "both")
 
 
-def annotation(obj: Mapping[str, Any] | None, key: str) -> Any:
+def _metadata_entry(obj: Mapping[str, Any] | None, field: str, key: str) -> Any:
     metadata = obj.get("metadata") if isinstance(obj, Mapping) else None
-    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
-    return annotations.get(key) if isinstance(annotations, Mapping) else None
+    entries = metadata.get(field) if isinstance(metadata, Mapping) else None
+    return entries.get(key) if isinstance(entries, Mapping) else None
+
+
+def annotation(obj: Mapping[str, Any] | None, key: str) -> Any:
+    return _metadata_entry(obj, "annotations", key)
+
+
+def label(obj: Mapping[str, Any] | None, key: str) -> Any:
+    return _metadata_entry(obj, "labels", key)
 
 
 def override(namespace: Mapping[str, Any], profile: Mapping[str, Any] | None) -> tuple[str, str] | None:
@@ -76,9 +91,7 @@ def resolve(config: Config, chosen: tuple[str, str] | None) -> Identity:
 
 
 def ambient(namespace: Mapping[str, Any]) -> bool:
-    metadata = namespace.get("metadata")
-    labels = metadata.get("labels") if isinstance(metadata, Mapping) else None
-    return isinstance(labels, Mapping) and labels.get(AMBIENT_LABEL) == AMBIENT
+    return bool(label(namespace, AMBIENT_LABEL) == AMBIENT)
 
 
 def check_supported(identity: Identity, kinds: Sequence[str]) -> None:
@@ -104,3 +117,13 @@ def namespace_annotations(
     if wanted == notice:
         return None
     return {NOTICE_ANNOTATION: wanted}
+
+
+def namespace_labels(identity: Identity, current: Any, *, served: bool) -> dict[str, str | None] | None:
+    """The labels the sync answer sets on the Namespace, or None to leave them as they are: the mode in
+    effect on a namespace the decorator serves, no label on any other (the webhook then adds no token).
+    ``current`` is the label's value now; only a change is sent."""
+    wanted = identity.mode if served else None
+    if wanted == current:
+        return None
+    return {MODE_LABEL: wanted}

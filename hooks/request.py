@@ -40,6 +40,8 @@ class SyncRequest:
     """Whether the Namespace is on Istio ambient (no sidecars)."""
     notice: Any = None
     """The Namespace's current identity-notice annotation."""
+    mode_label: Any = None
+    """The Namespace's current effective-identity-mode label."""
     envoy_filter_observed: bool = False
     """Whether Metacontroller reports an EnvoyFilter of this namespace as still existing."""
 
@@ -152,6 +154,7 @@ def parse_sync(body: Any) -> SyncRequest:
         identity_override=None if finalizing else identity.override(parent, profile),
         on_ambient=identity.ambient(parent),
         notice=identity.annotation(parent, identity.NOTICE_ANNOTATION),
+        mode_label=identity.label(parent, identity.MODE_LABEL),
         envoy_filter_observed=_envoy_filter_observed(body.get("attachments")),
     )
 

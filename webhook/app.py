@@ -1,12 +1,16 @@
 """Routes only: parse the AdmissionReview, run the mutations for its kind, encode.
 
-ASGI app: ``webhook.app:app``.
+The path says the namespace's identity mode: the MutatingWebhookConfiguration sends namespaces the hooks
+labelled ``token`` or ``both`` to ``/mutate/token`` and every other to ``/mutate`` (header identity, no
+token), so the webhook reads no setting and makes no API call to know it. ASGI app: ``webhook.app:app``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -25,6 +29,8 @@ log = logging.getLogger(__name__)
 
 KINDS = frozenset({"Pod", "Job"})
 """Kinds with mutations; any other is counted as ``other`` to keep the metric's labels bounded."""
+IDENTITY_PATHS = {"/mutate": "header", "/mutate/token": "token"}
+"""The identity mode each path's reviews are mutated in (``both`` mutates as ``token``: a token each)."""
 
 
 def _log(review: admission.Review, result: Result, changed: str) -> None:
@@ -56,7 +62,16 @@ def create_app(config: configuration.Config) -> Starlette:
     # "none"); outcome (patched, unchanged, error, rejected).
     metrics = RequestMetrics("kfext_webhook", ("kind", "mutation", "outcome"))
 
-    async def mutate(request: Request) -> Response:
+    def mutate_in(mode: str) -> Callable[[Request], Awaitable[Response]]:
+        """The endpoint for namespaces in identity ``mode``: its configuration says so, nothing else."""
+        mode_config = dataclasses.replace(config, identity_mode=mode)
+
+        async def mutate(request: Request) -> Response:
+            return await review_and_mutate(request, mode_config)
+
+        return mutate
+
+    async def review_and_mutate(request: Request, mode_config: configuration.Config) -> Response:
         review = await read_request(
             request, admission.parse, lambda: metrics.count("unknown", "none", "rejected")
         )
@@ -67,7 +82,7 @@ def create_app(config: configuration.Config) -> Starlette:
             if review.obj is None or review.operation != "CREATE":
                 metrics.count(kind, "none", "unchanged")
                 return json_response(admission.answer(review, []))
-            result = run(review.obj, review.kind, config)
+            result = run(review.obj, review.kind, mode_config)
             changed = "+".join(result.changed) or "none"
             _log(review, result, changed)
             if result.failed:
@@ -78,7 +93,10 @@ def create_app(config: configuration.Config) -> Starlette:
         finally:
             metrics.observe(kind, start)
 
-    routes = [Route("/mutate", mutate, methods=["POST"]), *probe_routes(metrics.registry)]
+    routes = [
+        *(Route(path, mutate_in(mode), methods=["POST"]) for path, mode in IDENTITY_PATHS.items()),
+        *probe_routes(metrics.registry),
+    ]
     return Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)
 
 

@@ -13,9 +13,11 @@ from hooks.desired import CURRENT_ISTIO, LEGACY_ISTIO, desired
 from hooks.identity import (
     AMBIENT_HEADER_NOTICE,
     MODE_ANNOTATION,
+    MODE_LABEL,
     NOTICE_ANNOTATION,
     Identity,
     namespace_annotations,
+    namespace_labels,
     override,
     resolve,
 )
@@ -146,11 +148,58 @@ def test_sync_with_a_token_annotation_on_ambient_removes_the_notice(
     assert policy["spec"]["rules"] == [TOKEN_RULE]
 
 
-def test_sync_in_header_mode_answers_without_annotations(
+def test_sync_in_header_mode_answers_without_annotations_once_labelled(
     client: TestClient, current_controller: dict[str, Any]
 ) -> None:
-    answer = sync(client, sync_request(current_controller, namespace("alice"), {"alice": profile("alice")}))
+    labelled = namespace("alice")
+    labelled["metadata"]["labels"][MODE_LABEL] = "header"
+    answer = sync(client, sync_request(current_controller, labelled, {"alice": profile("alice")}))
     assert set(answer.json()) == {"attachments"}
+
+
+def test_the_mode_label_follows_the_mode_in_effect_and_leaves_unserved_namespaces() -> None:
+    header, token = Identity("header", "configuration"), Identity("token", "profile annotation")
+    assert namespace_labels(header, None, served=True) == {MODE_LABEL: "header"}
+    assert namespace_labels(token, "header", served=True) == {MODE_LABEL: "token"}
+    assert namespace_labels(token, "token", served=True) is None
+    assert namespace_labels(token, "token", served=False) == {MODE_LABEL: None}
+    assert namespace_labels(header, None, served=False) is None
+
+
+@pytest.mark.parametrize(
+    ("config_mode", "namespace_mode", "profile_mode", "label"),
+    [
+        ("header", None, None, "header"),
+        ("header", "token", None, "token"),
+        ("header", None, "both", "both"),
+        ("token", "header", "both", "header"),
+        ("token", None, None, "token"),
+    ],
+)
+def test_sync_labels_the_namespace_with_the_mode_in_effect(
+    current_controller: dict[str, Any],
+    config_mode: str,
+    namespace_mode: str | None,
+    profile_mode: str | None,
+    label: str,
+) -> None:
+    ns = annotated(namespace("alice"), namespace_mode) if namespace_mode else namespace("alice")
+    owner = profile("alice")
+    if profile_mode:
+        owner["metadata"]["annotations"] = {MODE_ANNOTATION: profile_mode}
+    app = TestClient(create_app(Config(identity_mode=config_mode)))
+    answer = sync(app, sync_request(current_controller, ns, {"alice": owner}))
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["labels"] == {MODE_LABEL: label}
+
+
+def test_sync_removes_the_mode_label_from_a_namespace_it_no_longer_serves(
+    client: TestClient, current_controller: dict[str, Any]
+) -> None:
+    ns = namespace("alice")
+    ns["metadata"]["labels"][MODE_LABEL] = "token"
+    answer = sync(client, sync_request(current_controller, ns, {}))
+    assert answer.json() == {"attachments": [], "labels": {MODE_LABEL: None}}
 
 
 def test_sync_with_a_bad_annotation_keeps_the_children(

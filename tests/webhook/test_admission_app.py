@@ -222,3 +222,26 @@ def test_a_patched_review_leaves_one_json_audit_line_with_what_changed_and_why(c
     assert entry["operations"] == len(decoded_patch(post(client, review(trial_job())).json()))
     assert entry["warnings"] == []
     assert entry["dry_run"] is True
+
+
+@pytest.mark.parametrize("configured", ["header", "token", "both"])
+@pytest.mark.parametrize(
+    "obj", [trial_job(), trial_pod(kale="0.7"), notebook_pod()], ids=["job", "pod", "notebook"]
+)
+def test_the_path_not_the_configuration_says_whether_a_token_is_mounted(
+    configured: str, obj: dict[str, Any]
+) -> None:
+    """The MutatingWebhookConfiguration routes by the namespace's label; the webhook's own setting is
+    not consulted, so it cannot disagree with the hooks."""
+    with TestClient(create_app(Config(identity_mode=configured))) as test_client:
+        answers = {
+            path: test_client.post(
+                path, content=json.dumps(review(obj)), headers={"content-type": "application/json"}
+            )
+            for path in ("/mutate", "/mutate/token")
+        }
+    volumes = {
+        path: json.dumps(decoded_patch(answer.json())).count("volume-kf-pipeline-token")
+        for path, answer in answers.items()
+    }
+    assert volumes["/mutate"] == 0 and volumes["/mutate/token"] > 0, volumes

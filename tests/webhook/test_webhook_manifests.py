@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
+from hooks.identity import MODE_LABEL
+from webhook.app import IDENTITY_PATHS
 from webhook.mutations.notebook import NOTEBOOK_LABEL
 
 MANIFESTS = Path(__file__).parents[2] / "webhook" / "manifests"
@@ -39,14 +41,14 @@ def test_configuration_sorts_after_istio_and_katib(configuration: dict[str, Any]
 
 def test_every_webhook_is_safe_to_call_again_and_quick(configuration: dict[str, Any]) -> None:
     names = [w["name"] for w in configuration["webhooks"]]
-    assert len(names) == len(set(names)) == 3
+    assert len(names) == len(set(names)) == 6
     for webhook in configuration["webhooks"]:
         assert webhook["reinvocationPolicy"] == "IfNeeded"
         assert webhook["sideEffects"] == "None"
         assert webhook["admissionReviewVersions"] == ["v1"]
         assert webhook["timeoutSeconds"] <= 10
         assert webhook["failurePolicy"] in ("Fail", "Ignore")
-        assert webhook["clientConfig"]["service"]["path"] == "/mutate"
+        assert webhook["clientConfig"]["service"]["path"] in IDENTITY_PATHS
         assert [r["operations"] for r in webhook["rules"]] == [["CREATE"]]
         selector = {e["key"]: e for e in webhook["namespaceSelector"]["matchExpressions"]}
         assert selector["app.kubernetes.io/part-of"]["values"] == ["kubeflow-profile"]
@@ -64,14 +66,52 @@ def test_webhooks_are_narrowed_to_their_objects(configuration: dict[str, Any]) -
     by_resource: dict[str, list[dict[str, Any]]] = {}
     for webhook in configuration["webhooks"]:
         by_resource.setdefault(webhook["rules"][0]["resources"][0], []).append(webhook)
-    [jobs] = by_resource["jobs"]
-    assert "Trial" in jobs["matchConditions"][0]["expression"]
-    notebook, trial = sorted(by_resource["pods"], key=lambda w: "objectSelector" not in w)
-    assert notebook["objectSelector"]["matchExpressions"] == [{"key": NOTEBOOK_LABEL, "operator": "Exists"}]
-    assert notebook["failurePolicy"] == "Ignore"
-    expression = trial["matchConditions"][0]["expression"]
-    for needle in ("metrics-logger-and-collector", "metrics-collector", "create_and_wait_kfp_run"):
-        assert needle in expression
+    for path in IDENTITY_PATHS:
+        on_path = {
+            r: [w for w in hooks if w["clientConfig"]["service"]["path"] == path]
+            for r, hooks in by_resource.items()
+        }
+        [jobs] = on_path["jobs"]
+        assert "Trial" in jobs["matchConditions"][0]["expression"]
+        notebook, trial = sorted(on_path["pods"], key=lambda w: "objectSelector" not in w)
+        assert notebook["objectSelector"]["matchExpressions"] == [
+            {"key": NOTEBOOK_LABEL, "operator": "Exists"}
+        ]
+        assert notebook["failurePolicy"] == "Ignore"
+        expression = trial["matchConditions"][0]["expression"]
+        for needle in ("metrics-logger-and-collector", "metrics-collector", "create_and_wait_kfp_run"):
+            assert needle in expression
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A label selector's matchExpressions, as kube-apiserver evaluates them."""
+    for expression in selector["matchExpressions"]:
+        key, operator = expression["key"], expression["operator"]
+        present = key in labels
+        matched = {
+            "In": present and labels.get(key) in expression.get("values", ()),
+            "NotIn": not present or labels[key] not in expression.get("values", ()),
+            "Exists": present,
+            "DoesNotExist": not present,
+        }[operator]
+        if not matched:
+            return False
+    return True
+
+
+@pytest.mark.parametrize("mode", [None, "header", "token", "both", "unknown"])
+def test_each_profile_namespace_reaches_one_webhook_per_object_in_the_mode_its_label_says(
+    configuration: dict[str, Any], mode: str | None
+) -> None:
+    labels = {"app.kubernetes.io/part-of": "kubeflow-profile", "kubernetes.io/metadata.name": "alice"}
+    if mode is not None:
+        labels[MODE_LABEL] = mode
+    reached = [w for w in configuration["webhooks"] if selects(w["namespaceSelector"], labels)]
+    assert sorted(w["rules"][0]["resources"][0] for w in reached) == ["jobs", "pods", "pods"]
+    expected = "token" if mode in ("token", "both") else "header"
+    assert {IDENTITY_PATHS[w["clientConfig"]["service"]["path"]] for w in reached} == {expected}
+    unlabelled_profile = {k: v for k, v in labels.items() if k != "app.kubernetes.io/part-of"}
+    assert not any(selects(w["namespaceSelector"], unlabelled_profile) for w in configuration["webhooks"])
 
 
 def test_webhook_reaches_the_service_over_tls_with_an_injected_ca(
