@@ -90,11 +90,17 @@ build-control-plane:
 e2e-node *args:
     pytest -m node e2e {{args}}
 
-# The product as users deploy it, on a one-node cluster (Pod network, kube-proxy, CoreDNS): the webhook, the
-# hooks and Metacontroller in Pods from the image, rolled, killed and drained under load, with refusals
-# counted by the load and by kube-apiserver (root; `just image` first; binaries: build-control-plane).
-# `E2E_ROUTING=endpoint` limits it to one way kube-apiserver reaches the webhook (default: both).
+# The product as users deploy it, on a one-node cluster (Pod network, kube-proxy, CoreDNS, metrics-server):
+# the webhook, the hooks and Metacontroller in Pods from the image, rolled, killed, drained, their
+# certificate renewed and autoscaled under load, with refusals counted by the load and by kube-apiserver
+# (root; `just image` first; binaries: build-control-plane). `e2e-cluster-all` runs them both ways.
+# Every scenario with kube-apiserver routing to endpoints, the rollout also via ClusterIP (CI's, ~15 min).
 e2e-cluster *args:
+    E2E_ROUTING=endpoint pytest -m cluster e2e/scenarios {{args}}
+    E2E_ROUTING=clusterip pytest -m cluster e2e/scenarios/test_webhook_rollout.py {{args}}
+
+# Every cluster scenario under both routing modes (`E2E_ROUTING=endpoint` or `clusterip` limits it).
+e2e-cluster-all *args:
     pytest -m cluster e2e/scenarios {{args}}
 
 # Regenerate tests/webhook/fixtures/katib-v<KATIB_VERSION>/: trial Pods from Katib's own Pod webhook.

@@ -15,8 +15,9 @@ import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from e2e.cluster import dns, host
+from e2e.cluster import dns, host, metrics_server
 from e2e.cluster import network as host_network
 from e2e.cluster.api import Api
 from e2e.cluster.controlplane import LOOPBACK, ControlPlane, Kubectl, http_get
@@ -30,6 +31,8 @@ PRODUCT_IMAGE = "ghcr.io/kubeflow-extension/kubeflow-extension"
 METACONTROLLER_IMAGE = "metacontrollerio/metacontroller"
 METACONTROLLER_PATH = "/usr/bin/metacontroller"
 """Where its release image has the binary (its manifests' ``command``)."""
+Patch = tuple[dict[str, str], list[dict[str, Any]]]
+"""A kustomize patch: its target (kind, name, ...) and a JSON Patch."""
 
 
 def kube_proxy_args(
@@ -224,6 +227,44 @@ class Cluster(ProcessGroup):
             timeout=150,
         )
 
+    def deploy_metrics_server(self) -> None:
+        """metrics-server (e2e/cluster/metrics_server.py), then wait until it serves the node's metrics."""
+        assert self.node is not None
+        versions = self.plane.versions
+        reference = metrics_server.image_reference(versions.metrics_server)
+        self.node.import_image(
+            reference,
+            metrics_server.image_layer(versions.metrics_server_binary),
+            metrics_server.image_config(),
+        )
+        module = upstream.module_dir(upstream.METRICS_SERVER)
+        self.apply_kustomization(
+            "metrics-server",
+            [module.joinpath(*metrics_server.OVERLAY)],
+            reference,
+            image_name=metrics_server.UPSTREAM_IMAGE,
+            patches=[
+                (
+                    {"kind": "Deployment", "name": "metrics-server"},
+                    metrics_server.deployment_patch(free_port()),
+                )
+            ],
+        )
+        self.kubectl.run(
+            "rollout", "status", "deployment/metrics-server", "-n", metrics_server.NAMESPACE,
+            "--timeout=180s", timeout=200,
+        )  # fmt: skip
+        wait_until(
+            lambda: (
+                self.kubectl.run(
+                    "get", "--raw", "/apis/metrics.k8s.io/v1beta1/nodes", check=False
+                ).stdout.count(NODE_NAME)
+                > 0
+            ),
+            timeout=READY_TIMEOUT,
+            what="the node's metrics through metrics.k8s.io",
+        )
+
     def apply_kustomization(
         self,
         name: str,
@@ -231,9 +272,10 @@ class Cluster(ProcessGroup):
         image: str,
         components: Sequence[Path] = (),
         image_name: str = PRODUCT_IMAGE,
+        patches: Sequence[Patch] = (),
     ) -> None:
-        """Apply ``resources`` (kustomizations) as a user would, with a kustomization of their own that only
-        retargets ``image_name`` to ``image``."""
+        """Apply ``resources`` (kustomizations) as a user would, with a kustomization of their own that
+        retargets ``image_name`` to ``image`` and applies ``patches`` (target, JSON Patch), if any."""
         directory = self.run_dir / "kustomizations" / name
         directory.mkdir(parents=True, exist_ok=True)
         repository, tag = image.rsplit(":", 1)
@@ -242,5 +284,8 @@ class Cluster(ProcessGroup):
         if components:
             lines += ["components:", *(f"- {os.path.relpath(path, directory)}" for path in components)]
         lines += ["images:", f"- name: {image_name}", f"  newName: {repository}", f"  newTag: {tag}"]
+        if patches:
+            lines += ["patches:"]
+            lines += [f"- target: {json.dumps(t)}\n  patch: {json.dumps(json.dumps(p))}" for t, p in patches]
         (directory / "kustomization.yaml").write_text("\n".join(lines) + "\n")
         self.kubectl.run("apply", "--server-side", "--field-manager=e2e-user", "-k", str(directory))

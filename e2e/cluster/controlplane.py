@@ -45,7 +45,13 @@ from e2e.cluster import metacontroller as metacontroller_flags
 from e2e.framework import upstream
 from e2e.framework import versions as versions_module
 from e2e.framework.manifests import Document, dump_documents, load_documents, localize_manifests
-from e2e.framework.pki import CertFiles, CertificateAuthority, ControlPlanePki, create_control_plane_pki
+from e2e.framework.pki import (
+    FRONT_PROXY_CLIENT,
+    CertFiles,
+    CertificateAuthority,
+    ControlPlanePki,
+    create_control_plane_pki,
+)
 from e2e.framework.processes import (
     ManagedProcess,
     ProcessGroup,
@@ -454,6 +460,14 @@ class ControlPlane(ProcessGroup):
                 f"--service-account-signing-key-file={pki.service_account_key}",
                 f"--profiling={str(self.profiling).lower()}",
                 f"--enable-aggregator-routing={str(self.aggregator_routing).lower()}",
+                # The aggregation layer (metrics-server's metrics.k8s.io), with kubeadm's header names.
+                f"--requestheader-client-ca-file={pki.front_proxy_ca.files.cert}",
+                f"--requestheader-allowed-names={FRONT_PROXY_CLIENT}",
+                "--requestheader-username-headers=X-Remote-User",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                f"--proxy-client-cert-file={pki.front_proxy_client.cert}",
+                f"--proxy-client-key-file={pki.front_proxy_client.key}",
                 "--v=1",
             ],
         )

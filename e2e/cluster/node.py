@@ -181,7 +181,8 @@ def kubelet_config(
         "tlsPrivateKeyFile": str(serving[1]),
         "authentication": {
             "anonymous": {"enabled": False},
-            "webhook": {"enabled": False},
+            # In a cluster, metrics-server reads /metrics/resource with its ServiceAccount's token.
+            "webhook": {"enabled": network is not None},
             "x509": {"clientCAFile": str(ca)},
         },
         "authorization": {"mode": "Webhook"},

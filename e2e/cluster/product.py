@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from e2e.cluster.cluster import Cluster
+from e2e.cluster.cluster import Cluster, Patch
 from e2e.cluster.controlplane import REPO_ROOT
 from e2e.cluster.load import trial_pod, was_mutated
 from e2e.framework import objects
@@ -37,15 +37,20 @@ def import_image(cluster: Cluster) -> None:
     cluster.import_image(image())
 
 
-def deploy_webhook(cluster: Cluster, components: Sequence[str] = ()) -> None:
-    """``webhook/self-managed-certificates`` (no cert-manager here) from the image, then wait until a trial
-    Pod is mutated through the Service."""
+def deploy_webhook(
+    cluster: Cluster,
+    components: Sequence[str] = (),
+    patches: Sequence[Patch] = (),
+) -> None:
+    """``webhook/self-managed-certificates`` (no cert-manager here) from the image, with ``components`` of
+    ``webhook/`` and a user's ``patches``, then wait until its rollout is complete."""
     root = manifests_root()
     cluster.apply_kustomization(
         "webhook",
         [root / "webhook" / "self-managed-certificates"],
         image(),
         [root / "webhook" / component for component in components],
+        patches=patches,
     )
     rollout_status(cluster, WEBHOOK_DEPLOYMENT)
 

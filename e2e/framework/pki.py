@@ -89,6 +89,9 @@ class CertificateAuthority:
         return self.issue(name, "127.0.0.1", ip_addresses=["127.0.0.1"], dns_names=["localhost"], server=True)
 
 
+FRONT_PROXY_CLIENT = "front-proxy-client"
+
+
 @dataclass(frozen=True)
 class ControlPlanePki:
     ca: CertificateAuthority
@@ -97,11 +100,15 @@ class ControlPlanePki:
     kubelet_client: CertFiles
     service_account_key: Path
     service_account_pub: Path
+    front_proxy_ca: CertificateAuthority
+    front_proxy_client: CertFiles
 
 
 def create_control_plane_pki(directory: Path, node_address: str | None = None) -> ControlPlanePki:
     """CA, kube-apiserver serving cert (also for ``node_address``, where Pods reach it), ``system:masters``
-    admin client cert, kube-apiserver's client cert towards kubelets, service-account key pair."""
+    admin client cert, kube-apiserver's client cert towards kubelets, service-account key pair, and the
+    aggregation layer's own CA with the client certificate kube-apiserver proxies to extension API
+    servers (metrics-server) with, as kubeadm sets it up."""
     ca = CertificateAuthority(directory)
     apiserver = ca.issue(
         "apiserver",
@@ -121,4 +128,8 @@ def create_control_plane_pki(directory: Path, node_address: str | None = None) -
     sa_key_path, sa_pub_path = directory / "sa.key", directory / "sa.pub"
     _write_key(sa_key_path, signer)
     sa_pub_path.write_bytes(certificates.public_key_pem(signer))
-    return ControlPlanePki(ca, apiserver, admin, kubelet_client, sa_key_path, sa_pub_path)
+    front_proxy_ca = CertificateAuthority(directory / "front-proxy", "front-proxy-ca")
+    front_proxy_client = front_proxy_ca.issue("front-proxy-client", FRONT_PROXY_CLIENT, client=True)
+    return ControlPlanePki(
+        ca, apiserver, admin, kubelet_client, sa_key_path, sa_pub_path, front_proxy_ca, front_proxy_client
+    )

@@ -62,7 +62,8 @@ KATIB = Module("github.com/kubeflow/katib", "KATIB_VERSION")
 CERT_MANAGER = Module("github.com/cert-manager/cert-manager", "CERT_MANAGER_VERSION")
 METACONTROLLER = Module("github.com/metacontroller/metacontroller", "METACONTROLLER_VERSION")
 KUBERNETES = Module("k8s.io/kubernetes", "KUBERNETES_VERSION")
-MODULES = (ISTIO_API, KATIB, CERT_MANAGER, METACONTROLLER, KUBERNETES)
+METRICS_SERVER = Module("sigs.k8s.io/metrics-server", "METRICS_SERVER_VERSION")
+MODULES = (ISTIO_API, KATIB, CERT_MANAGER, METACONTROLLER, KUBERNETES, METRICS_SERVER)
 
 
 @dataclass(frozen=True)
