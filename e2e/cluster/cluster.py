@@ -31,6 +31,18 @@ PRODUCT_IMAGE = "ghcr.io/kubeflow-extension/kubeflow-extension"
 METACONTROLLER_IMAGE = "metacontrollerio/metacontroller"
 METACONTROLLER_PATH = "/usr/bin/metacontroller"
 """Where its release image has the binary (its manifests' ``command``)."""
+METACONTROLLER_OWN_RULES: list[dict[str, Any]] = [
+    {
+        "apiGroups": ["metacontroller.k8s.io"],
+        "resources": ["compositecontrollers", "controllerrevisions", "decoratorcontrollers"],
+        "verbs": ["get", "list", "watch"],
+    },
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+]
+"""What Metacontroller needs for its own objects (as Kubeflow's ``kubeflow-metacontroller`` role grants
+them, kubeflow/pipelines ``manifests/kustomize/third-party/metacontroller/base/cluster-role.yaml``), in
+place of the ``*`` its release manifests grant: everything a controller of ours needs beyond that must
+come from the role ``metacontroller/`` ships."""
 Patch = tuple[dict[str, str], list[dict[str, Any]]]
 """A kustomize patch: its target (kind, name, ...) and a JSON Patch."""
 
@@ -205,7 +217,8 @@ class Cluster(ProcessGroup):
 
     def deploy_metacontroller(self) -> None:
         """Metacontroller from its own release manifests (read from its Go module), the image retargeted to
-        one holding the binary the harness built, running as its own ServiceAccount in a Pod."""
+        one holding the binary the harness built, running as its own ServiceAccount in a Pod with only
+        ``METACONTROLLER_OWN_RULES`` of its own: the rest is what ``metacontroller/`` ships."""
         assert self.node is not None
         versions = self.plane.versions
         binary = versions.metacontroller_binary
@@ -216,7 +229,17 @@ class Cluster(ProcessGroup):
             oci.ImageConfig(entrypoint=[METACONTROLLER_PATH]),
         )
         manifests = upstream.module_dir(upstream.METACONTROLLER) / "manifests" / "production"
-        self.apply_kustomization("metacontroller", [manifests], reference, image_name=METACONTROLLER_IMAGE)
+        only_its_own: list[dict[str, Any]] = [
+            {"op": "test", "path": "/rules/0/apiGroups", "value": ["*"]},
+            {"op": "replace", "path": "/rules", "value": METACONTROLLER_OWN_RULES},
+        ]
+        self.apply_kustomization(
+            "metacontroller",
+            [manifests],
+            reference,
+            image_name=METACONTROLLER_IMAGE,
+            patches=[({"kind": "ClusterRole", "name": "metacontroller"}, only_its_own)],
+        )
         self.kubectl.run(
             "rollout",
             "status",

@@ -13,8 +13,10 @@ from e2e.cluster.api import Api
 from e2e.cluster.children import ChildrenWatch, Churn
 from e2e.cluster.cluster import Cluster
 from e2e.cluster.load import Load, summary
+from e2e.framework.processes import eventually
 from e2e.scenarios.conftest import PROFILES, record
 from e2e.scenarios.under_load import apiserver_failures
+from hooks.identity import MODE_LABEL
 
 pytestmark = pytest.mark.cluster
 
@@ -39,6 +41,19 @@ def hooks(cluster: Cluster, webhook: dict[str, dict[str, Any]]) -> Api:
         time.sleep(1)
     report = watch.stop()
     assert report["never_converged"] == 0, f"Metacontroller did not decorate the profile namespaces: {report}"
+    # The label is Metacontroller's update of the Namespace itself: only what metacontroller/ ships allows it.
+    eventually(
+        lambda: all(
+            (cluster.kubectl.get("namespace", name) or {})
+            .get("metadata", {})
+            .get("labels", {})
+            .get(MODE_LABEL)
+            == "header"
+            for name in PROFILES
+        ),
+        timeout=60,
+        what=f"every profile namespace labelled {MODE_LABEL}=header",
+    )
     return api
 
 
