@@ -219,3 +219,32 @@ def test_the_autoscaling_component_scales_the_webhook_and_owns_its_replica_count
     [metric] = autoscaler["spec"]["metrics"]
     assert metric["resource"]["name"] == "cpu"
     assert deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"]
+
+
+def granted(rules: list[dict[str, Any]], group: str, resource: str) -> set[str]:
+    return {
+        verb
+        for rule in rules
+        if group in rule["apiGroups"] and resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+@pytest.mark.parametrize("overlay", ["metacontroller", "metacontroller/legacy-istio"])
+def test_metacontrollers_role_covers_the_parent_it_labels_and_every_attachment(overlay: str) -> None:
+    """Metacontroller updates the parent Namespace when the sync answer sets its labels or annotations
+    (v1.5.20 pkg/controller/decorator/controller.go), and manages each attachment."""
+    documents = render(overlay)
+    (controller,) = [d for d in documents if d["kind"] == "DecoratorController"]
+    (role,) = [
+        d
+        for d in documents
+        if d["kind"] == "ClusterRole" and d["metadata"]["name"].endswith("metacontroller")
+    ]
+    (parent,) = controller["spec"]["resources"]
+    assert {"get", "list", "watch", "update"} <= granted(role["rules"], "", parent["resource"])
+    for attachment in controller["spec"]["attachments"]:
+        group = attachment["apiVersion"].rpartition("/")[0]
+        assert {"get", "list", "watch", "create", "update", "patch", "delete"} <= granted(
+            role["rules"], group, attachment["resource"]
+        ), attachment
