@@ -162,18 +162,26 @@ def assert_header_mode(kubectl: Kubectl, namespace: str) -> None:
     assert token_in(kubectl, namespace) == {"notebook": False, "trial-job": False, "trial-pod": False}
 
 
+MODE_CHECKS = {"token": assert_token_mode, "header": assert_header_mode}
+
+
+@pytest.mark.parametrize(
+    ("global_mode", "annotated", "plain"),
+    [("header", "e2e-mode-erin", "e2e-mode-frank"), ("token", "e2e-mode-hank", "e2e-mode-iris")],
+)
 @pytest.mark.usefixtures("routed")
-def test_a_namespace_annotated_token_under_global_header_gets_tokens_and_its_neighbour_stays_header(
-    kubectl: Kubectl,
+def test_a_namespace_annotated_with_the_other_mode_gets_it_and_its_neighbour_keeps_the_global_one(
+    kubectl: Kubectl, global_mode: str, annotated: str, plain: str
 ) -> None:
-    profile_namespace(kubectl, "e2e-mode-erin", "header", namespace_mode="token")
-    profile_namespace(kubectl, "e2e-mode-frank", "header")
-    labelled(kubectl, "e2e-mode-erin", "token")
-    labelled(kubectl, "e2e-mode-frank", "header")
-    assert_token_mode(kubectl, "e2e-mode-erin")
-    assert_header_mode(kubectl, "e2e-mode-frank")
+    other = "token" if global_mode == "header" else "header"
+    profile_namespace(kubectl, annotated, global_mode, namespace_mode=other)
+    profile_namespace(kubectl, plain, global_mode)
+    for name, mode in ((annotated, other), (plain, global_mode)):
+        labelled(kubectl, name, mode)
+        MODE_CHECKS[mode](kubectl, name)
     # Header mode is what it was: the notebook labelled for the EnvoyFilter, and no token anywhere in it.
-    notebook = admitted(kubectl, katib_objects.notebook_pod(), "e2e-mode-frank")
+    in_header_mode = plain if global_mode == "header" else annotated
+    notebook = admitted(kubectl, katib_objects.notebook_pod(), in_header_mode)
     assert notebook["metadata"]["labels"]["kubeflow-extension"] == "true"
     assert "KF_PIPELINES_SA_TOKEN_PATH" not in json.dumps(notebook) and not has_token(notebook, ("spec",))
 
@@ -187,16 +195,6 @@ def test_a_profile_annotation_switches_the_namespace_and_removing_it_switches_ba
     kubectl.run("annotate", "profile", name, f"{MODE_ANNOTATION}-")
     labelled(kubectl, name, "header")
     assert_header_mode(kubectl, name)
-
-
-@pytest.mark.usefixtures("routed")
-def test_a_namespace_annotated_header_under_global_token_is_the_converse(kubectl: Kubectl) -> None:
-    profile_namespace(kubectl, "e2e-mode-hank", "token", namespace_mode="header")
-    profile_namespace(kubectl, "e2e-mode-iris", "token")
-    labelled(kubectl, "e2e-mode-hank", "header")
-    labelled(kubectl, "e2e-mode-iris", "token")
-    assert_header_mode(kubectl, "e2e-mode-hank")
-    assert_token_mode(kubectl, "e2e-mode-iris")
 
 
 @pytest.mark.usefixtures("routed")
