@@ -122,7 +122,8 @@ def start_ceiling(plane: Any, patches: dict[str, list[dict[str, Any]]]) -> Any:
 
 def ceiling_configuration(plane: Any, ceiling: Any, name: str, path: str) -> dict[str, Any]:
     """A copy of our webhook configuration sending the reviews of namespaces labelled
-    ``kfext-bench: <name>`` to the ceiling's ``path``."""
+    ``kfext-bench: <name>`` to the ceiling's ``path``: its header-mode webhooks, which a profile namespace
+    without the identity label reaches (the token-mode twins would review the same objects again)."""
     manifests = REPO_ROOT / "webhook" / "manifests"
     (configuration,) = [
         d
@@ -131,6 +132,9 @@ def ceiling_configuration(plane: Any, ceiling: Any, name: str, path: str) -> dic
     ]
     assert isinstance(configuration, dict)
     configuration["metadata"] = {"name": f"kfext-bench-{name}"}
+    configuration["webhooks"] = [
+        h for h in configuration["webhooks"] if h["clientConfig"]["url"].endswith("/mutate")
+    ]
     for hook in configuration["webhooks"]:
         hook["namespaceSelector"] = {"matchLabels": {"kfext-bench": name}}
         hook["clientConfig"]["url"] = hook["clientConfig"]["url"].replace("/mutate", path)
