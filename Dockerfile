@@ -24,6 +24,8 @@ COPY pyproject.toml README.md LICENSE ./
 COPY hooks ./hooks
 COPY webhook ./webhook
 COPY service ./service
+COPY doctor ./doctor
+COPY kubeflow_extension ./kubeflow_extension
 RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /src/dist . \
  && /opt/build/bin/pip --python /opt/kubeflow-extension/bin/python install --no-deps /src/dist/*.whl
 

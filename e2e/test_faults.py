@@ -181,7 +181,7 @@ def _webhook_process(control_plane: ControlPlane, name: str) -> tuple[ManagedPro
         name,
         [
             sys.executable,
-            *("-m", "service.cli", "serve", "webhook", "--host", "127.0.0.1", "--port", str(port)),
+            *("-m", "kubeflow_extension", "serve", "webhook", "--host", "127.0.0.1", "--port", str(port)),
             *("--certfile", str(tls.cert), "--keyfile", str(tls.key), "--log-format", "text"),
         ],
         control_plane.logs_dir / f"{name}.log",

@@ -126,7 +126,7 @@ def test_replicas_starting_together_agree_and_the_api_server_trusts_the_result(
         [
             sys.executable,
             "-m",
-            "service.cli",
+            "kubeflow_extension",
             "serve",
             "webhook",
             "--host",

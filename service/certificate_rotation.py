@@ -27,6 +27,8 @@ SERVING_RENEW_BEFORE = datetime.timedelta(days=30)
 
 CA_CERT, CA_KEY, CA_BUNDLE, TLS_CERT, TLS_KEY = "ca.crt", "ca.key", "ca-bundle.crt", "tls.crt", "tls.key"
 KEYS = (CA_CERT, CA_KEY, CA_BUNDLE, TLS_CERT, TLS_KEY)
+DEFAULT_SECRET = "kubeflow-extension-webhook-certificates"  # noqa: S105 (a name, not a secret)
+"""The Secret the shipped overlay names in the webhook's RBAC; doctor looks for the pair there too."""
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,7 @@ from e2e.framework.processes import (
     stop_pid,
     wait_until,
 )
-from service.cli import APPS
+from kubeflow_extension.cli import APPS
 
 REPO_ROOT = versions_module.E2E_DIR.parent
 LOOPBACK = "127.0.0.1"
@@ -249,7 +249,7 @@ class LocalService:
             argv = podman.run_argv(self.image, self.container, self.serve_args(in_container))
             timeout = max(timeout, CONTAINER_READY_TIMEOUT)
         elif self.app in APPS.values():
-            argv = [sys.executable, "-m", "service.cli", *self.serve_args(self.tls)]
+            argv = [sys.executable, "-m", "kubeflow_extension", *self.serve_args(self.tls)]
         else:  # a benchmark's app, served through the same service.serve
             files = [] if self.tls is None else [str(self.tls.cert), str(self.tls.key)]
             argv = [sys.executable, "-m", "bench.server", self.app, str(self.port), *files]

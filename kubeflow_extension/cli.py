@@ -1,4 +1,5 @@
-"""The ``kubeflow-extension`` command: serve either service, or preview offline what they would do."""
+"""The ``kubeflow-extension`` command: serve either service, preview offline what they would do, or
+diagnose a live cluster (``doctor``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from hooks import identity
 from hooks.desired import CURRENT_ISTIO, HEADER_FORMS, LEGACY_ISTIO, desired
 from service import config as configuration
 from service import logs
+from service.certificate_rotation import DEFAULT_SECRET
 from service.config import IDENTITY_MODES
 from service.http import ClientError
 from service.logs import LOG_FORMATS
@@ -27,6 +29,13 @@ DEFAULT_PORTS = {"hooks": 8080, "webhook": 8443}
 
 class UsageError(Exception):
     """A file given on the command line cannot be used; the message says why."""
+
+
+class UnreachableError(Exception):
+    """doctor could not read the cluster at all; distinct from its findings' exit statuses 1 and 2."""
+
+
+UNREACHABLE_STATUS = 3
 
 
 def _load_yaml(path: str, *kinds: str) -> dict[str, Any]:
@@ -132,6 +141,21 @@ def serve_command(args: argparse.Namespace, config: configuration.Config) -> str
     return ""
 
 
+def doctor_command(args: argparse.Namespace, config: configuration.Config) -> tuple[str, int]:
+    """Read the cluster, run every check; the exit status says whether anything is wrong."""
+    from doctor import read, report
+    from doctor.diagnose import diagnose, facts, limited
+    from doctor.findings import exit_status
+
+    try:
+        snapshot = read.snapshot(read.api_client(args.kubeconfig, args.context), config)
+    except read.ReadError as error:
+        raise UnreachableError(str(error)) from None
+    findings = diagnose(snapshot, config, args.namespace)
+    render = report.as_json if args.output == "json" else report.as_text
+    return render(findings, facts(limited(snapshot, args.namespace), config)), exit_status(findings)
+
+
 IDENTITY_HELP = "instead of the configuration's identity_mode (a namespace or profile annotation still wins)"
 
 
@@ -168,7 +192,7 @@ def parser() -> argparse.ArgumentParser:
     managed.add_argument(
         "--cert-dir", default="/var/run/kubeflow-extension/tls", help="where to write tls.crt/key"
     )
-    managed.add_argument("--secret", default="kubeflow-extension-webhook-certificates")
+    managed.add_argument("--secret", default=DEFAULT_SECRET)
     managed.add_argument("--webhook-configuration", default="kubeflow-extension")
     managed.add_argument("--service-name", default="kubeflow-extension-webhook", help="the webhook's Service")
     managed.add_argument("--namespace", help="the webhook's namespace (default: its service account's)")
@@ -190,6 +214,19 @@ def parser() -> argparse.ArgumentParser:
     )
     sync.add_argument("--identity-mode", choices=IDENTITY_MODES, help=IDENTITY_HELP)
     sync.set_defaults(run=sync_command)
+    doctor = commands.add_parser(
+        "doctor",
+        help="check a live cluster; exit 0 all pass, 1 any error, 2 warnings only, 3 cluster unreadable",
+    )
+    doctor.add_argument(
+        "--kubeconfig", help="as kubectl's (default: $KUBECONFIG, ~/.kube/config, in-cluster)"
+    )
+    doctor.add_argument("--context", help="kubeconfig context (default: the current one)")
+    doctor.add_argument(
+        "-n", "--namespace", action="append", default=[], help="only this profile namespace (repeatable)"
+    )
+    doctor.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    doctor.set_defaults(run=doctor_command)
     return root
 
 
@@ -199,12 +236,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = configuration.load()
         if getattr(args, "identity_mode", None):
             config = dataclasses.replace(config, identity_mode=args.identity_mode)
-        sys.stdout.write(args.run(args, config))
+        output = args.run(args, config)
+    except UnreachableError as error:
+        print(f"kubeflow-extension {args.command}: {error}", file=sys.stderr)
+        return UNREACHABLE_STATUS
     except (UsageError, configuration.ConfigError, TLSRequiredError) as error:
         print(f"kubeflow-extension {args.command}: {error}", file=sys.stderr)
         return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    text, status = (output, 0) if isinstance(output, str) else output
+    sys.stdout.write(text)
+    return status

@@ -1,0 +1,79 @@
+"""Versions read from the cluster against the README's compatibility table."""
+
+from __future__ import annotations
+
+import re
+
+from doctor import codes
+from doctor.checks import metacontroller, namespaces
+from doctor.findings import Finding, Ref
+from doctor.snapshot import Object, Snapshot, images, name_of, ref
+from hooks.desired import HEADER_FORM_ANNOTATION, old_header_form
+from service.config import Config
+from webhook.mutations.collector import release
+
+MATCH_CONDITIONS = (1, 28)
+KFP_TOKEN = (1, 7)
+ISTIO_AUTHORIZATION_POLICY = (1, 6)
+ISTIO_APPEND_ACTION = (1, 15)
+ISTIOD, ML_PIPELINE = "istiod", "ml-pipeline"
+_SERVER_VERSION = re.compile(r"v?(\d+)\.(\d+)")
+
+
+def kubernetes_version(snapshot: Snapshot) -> tuple[int, int] | None:
+    match = _SERVER_VERSION.match(snapshot.server_version or "")
+    return (int(match[1]), int(match[2])) if match else None
+
+
+def workload(snapshot: Snapshot, name: str) -> Object | None:
+    return next((w for w in snapshot.workloads if name_of(w) == name), None)
+
+
+def image_release(snapshot: Snapshot, name: str) -> tuple[int, int, int] | None:
+    found = workload(snapshot, name)
+    versions = [v for image in images(found) if (v := release(image))] if found else []
+    return versions[0] if versions else None
+
+
+def _dotted(version: tuple[int, ...]) -> str:
+    return ".".join(map(str, version))
+
+
+def check_kubernetes(snapshot: Snapshot, config: Config) -> list[Finding]:
+    version = kubernetes_version(snapshot)
+    if version is None or version >= MATCH_CONDITIONS:
+        return []
+    return [codes.KUBERNETES_TOO_OLD.at(Ref("Cluster", "kubernetes"), f"server {snapshot.server_version}")]
+
+
+def check_kfp_for_token(snapshot: Snapshot, config: Config) -> list[Finding]:
+    kfp = image_release(snapshot, ML_PIPELINE)
+    if kfp is None or kfp[:2] >= KFP_TOKEN:
+        return []
+    return [
+        codes.KFP_TOO_OLD_FOR_TOKEN.at(
+            target.ref, f"mode {mode.mode} ({mode.source}), ml-pipeline {_dotted(kfp)}"
+        )
+        for target in namespaces.served_namespaces(snapshot, config)
+        if (mode := namespaces.identity_of(target, config)).token
+    ]
+
+
+def check_istio(snapshot: Snapshot, config: Config) -> list[Finding]:
+    istio = image_release(snapshot, ISTIOD)
+    if istio is None:
+        return []
+    findings = []
+    for controller in metacontroller.decorator_controllers(snapshot):
+        types = namespaces.attachment_types(snapshot)
+        legacy = any(t.kind == "ServiceRoleBinding" for t in types)
+        if legacy != (istio[:2] < ISTIO_AUTHORIZATION_POLICY):
+            kind = "ServiceRoleBinding" if legacy else "AuthorizationPolicy"
+            findings.append(codes.OVERLAY_MISMATCH.at(ref(controller), f"{kind} on Istio {_dotted(istio)}"))
+            continue
+        annotation = ((controller.get("metadata") or {}).get("annotations") or {}).get(HEADER_FORM_ANNOTATION)
+        if istio[:2] < ISTIO_APPEND_ACTION and not old_header_form(types, annotation):
+            findings.append(
+                codes.HEADER_FORM_MISMATCH.at(ref(controller), f"append_action on Istio {_dotted(istio)}")
+            )
+    return findings

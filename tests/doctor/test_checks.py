@@ -1,0 +1,358 @@
+"""Every check on a healthy snapshot finds nothing; a snapshot broken in exactly one way gives exactly
+that finding (code and object)."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import datetime
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from doctor import codes
+from doctor.diagnose import diagnose, facts
+from doctor.findings import Ref, exit_status
+from doctor.snapshot import Object, Snapshot, Unreadable, name_of
+from hooks.identity import AMBIENT_LABEL, MODE_ANNOTATION, MODE_LABEL
+from hooks.istio import ENVOY_FILTER_NAME, authorization_name
+from tests.doctor import healthy
+from tests.doctor.healthy import CONFIG, HEADER, HOOKS_NAMESPACE, HOOKS_SERVICE, TOKEN, WEBHOOK_NAMESPACE
+
+CONFIGURATION = Ref("MutatingWebhookConfiguration", "kubeflow-extension")
+WEBHOOK_SERVICE_REF = Ref("Service", healthy.WEBHOOK_SERVICE, WEBHOOK_NAMESPACE)
+CONTROLLER = Ref("DecoratorController", "kubeflow-extension-profile-access")
+
+
+def found(snapshot: Snapshot) -> set[tuple[str, Ref]]:
+    return {(f.code, f.object) for f in diagnose(snapshot, CONFIG)}
+
+
+def test_a_healthy_cluster_reports_nothing() -> None:
+    assert diagnose(healthy.snapshot(), CONFIG) == []
+    assert exit_status([]) == 0
+
+
+def _edit(
+    objects: tuple[Object, ...], name: str, change: Callable[[dict[str, Any]], None]
+) -> tuple[Object, ...]:
+    edited = []
+    for obj in objects:
+        copied = copy.deepcopy(dict(obj))
+        if name_of(copied) == name:
+            change(copied)
+        edited.append(copied)
+    return tuple(edited)
+
+
+def _entries(s: Snapshot, change: Callable[[dict[str, Any]], None]) -> Snapshot:
+    def each(configuration: dict[str, Any]) -> None:
+        for entry in configuration["webhooks"]:
+            change(entry)
+
+    return dataclasses.replace(
+        s, webhook_configurations=_edit(s.webhook_configurations, "kubeflow-extension", each)
+    )
+
+
+def _first_entry(s: Snapshot, change: Callable[[dict[str, Any]], None]) -> Snapshot:
+    return dataclasses.replace(
+        s,
+        webhook_configurations=_edit(
+            s.webhook_configurations, "kubeflow-extension", lambda c: change(c["webhooks"][0])
+        ),
+    )
+
+
+def _without(objects: tuple[Object, ...], kind: str, name: str) -> tuple[Object, ...]:
+    return tuple(o for o in objects if not (o.get("kind") == kind and name_of(o) == name))
+
+
+def _namespace(s: Snapshot, name: str, change: Callable[[dict[str, Any]], None]) -> Snapshot:
+    return dataclasses.replace(s, namespaces=_edit(s.namespaces, name, change))
+
+
+def _workload_image(s: Snapshot, name: str, image: str) -> Snapshot:
+    def change(w: dict[str, Any]) -> None:
+        w["spec"]["template"]["spec"]["containers"][0]["image"] = image
+
+    return dataclasses.replace(s, workloads=_edit(s.workloads, name, change))
+
+
+def _secret(**kwargs: Any) -> Callable[[Snapshot], Snapshot]:
+    return lambda s: dataclasses.replace(s, secrets=(healthy.serving_secret(**kwargs),))
+
+
+def _unready(namespace: str, name: str) -> Callable[[Snapshot], Snapshot]:
+    slices = healthy.service(namespace, name, ready=False)[1]
+    return lambda s: dataclasses.replace(
+        s, endpoint_slices=(*_without(s.endpoint_slices, "EndpointSlice", f"{name}-abcde"), slices)
+    )
+
+
+def _later_webhook(s: Snapshot) -> Snapshot:
+    later = {
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": "zz-sidecar-injector"},
+        "webhooks": [
+            {
+                "name": "inject.zz.example.com",
+                "rules": [
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "resources": ["pods"],
+                        "operations": ["CREATE"],
+                    }
+                ],
+            }
+        ],
+    }
+    return dataclasses.replace(s, webhook_configurations=(*s.webhook_configurations, later))
+
+
+def _drop_rule(resource: str) -> Callable[[Snapshot], Snapshot]:
+    def change(role: dict[str, Any]) -> None:
+        role["rules"] = [r for r in role["rules"] if resource not in r["resources"]]
+
+    return lambda s: dataclasses.replace(
+        s, cluster_roles=_edit(s.cluster_roles, "kubeflow-extension-metacontroller", change)
+    )
+
+
+def _label(name: str, key: str, value: str | None) -> Callable[[Snapshot], Snapshot]:
+    def change(namespace: dict[str, Any]) -> None:
+        labels = namespace["metadata"]["labels"]
+        if value is None:
+            labels.pop(key, None)
+        else:
+            labels[key] = value
+
+    return lambda s: _namespace(s, name, change)
+
+
+def _legacy(s: Snapshot) -> Snapshot:
+    def change(controller: dict[str, Any]) -> None:
+        controller["spec"]["attachments"][0] = {
+            "apiVersion": "rbac.istio.io/v1alpha1",
+            "resource": "servicerolebindings",
+        }
+
+    return dataclasses.replace(
+        _namespace_to_header(s), decorator_controllers=_edit(s.decorator_controllers, CONTROLLER.name, change)
+    )
+
+
+def _namespace_to_header(s: Snapshot) -> Snapshot:
+    """Only header namespaces, so that the legacy overlay's token refusal does not blur the case."""
+    return dataclasses.replace(
+        s,
+        namespaces=tuple(n for n in s.namespaces if name_of(n) != TOKEN),
+        children=tuple(
+            c for c in s.children if TOKEN not in name_of(c) and c["metadata"]["namespace"] != TOKEN
+        ),
+    )
+
+
+def _legacy_children(s: Snapshot) -> Snapshot:
+    s = _legacy(s)
+    from hooks.desired import LEGACY_ISTIO, desired
+    from hooks.identity import Identity
+
+    profile = next(p for p in s.profiles if name_of(p) == HEADER)
+    return dataclasses.replace(
+        s, children=tuple(desired(HEADER, profile, LEGACY_ISTIO, CONFIG, identity=Identity("header", "t")))
+    )
+
+
+AUTHORIZATION = Ref("AuthorizationPolicy", authorization_name(HEADER), CONFIG.kubeflow_namespace)
+ENVOY_FILTER = Ref("EnvoyFilter", ENVOY_FILTER_NAME, HEADER)
+NS_HEADER, NS_TOKEN = Ref("Namespace", HEADER), Ref("Namespace", TOKEN)
+
+BROKEN: dict[str, tuple[Callable[[Snapshot], Snapshot], set[tuple[str, Ref]]]] = {
+    "unreadable": (
+        lambda s: dataclasses.replace(
+            s, unreadable=(Unreadable("/apis/apps/v1/deployments", None, "forbidden"),)
+        ),
+        {("KFX001", Ref("/apis/apps/v1/deployments", "*"))},
+    ),
+    "no webhook configuration": (
+        lambda s: dataclasses.replace(s, webhook_configurations=()),
+        {("KFX101", CONFIGURATION)},
+    ),
+    "an entry deleted": (
+        lambda s: dataclasses.replace(
+            s,
+            webhook_configurations=_edit(
+                s.webhook_configurations, "kubeflow-extension", lambda c: c["webhooks"].pop()
+            ),
+        ),
+        {("KFX102", CONFIGURATION)},
+    ),
+    "trial pods may fail open": (
+        lambda s: _first_entry(s, lambda e: e.update(failurePolicy="Ignore")),
+        {("KFX103", CONFIGURATION)},
+    ),
+    "routing by mode removed": (
+        lambda s: _first_entry(s, lambda e: e["namespaceSelector"]["matchExpressions"].pop()),
+        {("KFX104", CONFIGURATION)},
+    ),
+    "matchConditions dropped": (
+        lambda s: _first_entry(s, lambda e: e.pop("matchConditions")),
+        {("KFX104", CONFIGURATION)},
+    ),
+    "caBundle removed": (
+        lambda s: _entries(s, lambda e: e["clientConfig"].pop("caBundle")),
+        {("KFX105", CONFIGURATION)},
+    ),
+    "no serving certificate": (
+        lambda s: dataclasses.replace(s, secrets=()),
+        {("KFX106", Ref("Secret", "kubeflow-extension-webhook-certificates", WEBHOOK_NAMESPACE))},
+    ),
+    "certificate from another CA": (_secret(ca=healthy.OTHER_CA), {("KFX107", CONFIGURATION)}),
+    "certificate expired": (
+        _secret(validity=datetime.timedelta(hours=12)),
+        {("KFX108", WEBHOOK_SERVICE_REF)},
+    ),
+    "certificate expiring": (_secret(validity=datetime.timedelta(days=5)), {("KFX109", WEBHOOK_SERVICE_REF)}),
+    "certificate for another name": (
+        _secret(dns_names=("elsewhere.svc",)),
+        {("KFX110", WEBHOOK_SERVICE_REF)},
+    ),
+    "webhook without ready endpoint": (
+        _unready(WEBHOOK_NAMESPACE, healthy.WEBHOOK_SERVICE),
+        {("KFX111", WEBHOOK_SERVICE_REF)},
+    ),
+    "a later webhook on pods": (
+        _later_webhook,
+        {("KFX112", Ref("MutatingWebhookConfiguration", "zz-sidecar-injector"))},
+    ),
+    "metacontroller not ready": (
+        lambda s: dataclasses.replace(
+            s, workloads=_edit(s.workloads, "metacontroller", lambda w: w.update(status={}))
+        ),
+        {("KFX201", Ref("StatefulSet", "metacontroller", "metacontroller"))},
+    ),
+    "no decorator controller": (
+        lambda s: dataclasses.replace(s, decorator_controllers=()),
+        {("KFX202", CONTROLLER)},
+    ),
+    "hooks without ready endpoint": (
+        _unready(HOOKS_NAMESPACE, HOOKS_SERVICE),
+        {("KFX203", CONTROLLER)},
+    ),
+    "role without envoyfilters": (
+        _drop_rule("envoyfilters"),
+        {("KFX204", Ref("ServiceAccount", "metacontroller", "metacontroller"))},
+    ),
+    "authorization policy missing": (
+        lambda s: dataclasses.replace(
+            s, children=_without(s.children, "AuthorizationPolicy", AUTHORIZATION.name)
+        ),
+        {("KFX301", AUTHORIZATION)},
+    ),
+    "envoy filter missing": (
+        lambda s: dataclasses.replace(
+            s,
+            children=tuple(
+                c for c in s.children if (c["kind"], c["metadata"]["namespace"]) != ("EnvoyFilter", HEADER)
+            ),
+        ),
+        {("KFX302", ENVOY_FILTER)},
+    ),
+    "envoy filter left in token mode": (
+        lambda s: dataclasses.replace(
+            s,
+            children=(
+                *s.children,
+                {
+                    **next(c for c in s.children if c["kind"] == "EnvoyFilter"),
+                    "metadata": {
+                        **next(c for c in s.children if c["kind"] == "EnvoyFilter")["metadata"],
+                        "namespace": TOKEN,
+                        "labels": {
+                            **next(c for c in s.children if c["kind"] == "EnvoyFilter")["metadata"]["labels"],
+                            "kubeflow-extension.kubeflow.org/namespace": TOKEN,
+                        },
+                    },
+                },
+            ),
+        ),
+        {("KFX303", Ref("EnvoyFilter", ENVOY_FILTER_NAME, TOKEN))},
+    ),
+    "annotation changed, label not yet": (
+        lambda s: _namespace(
+            s, TOKEN, lambda n: n["metadata"]["annotations"].update({MODE_ANNOTATION: "both"})
+        ),
+        {("KFX304", NS_TOKEN)},
+    ),
+    "label missing": (_label(HEADER, MODE_LABEL, None), {("KFX304", NS_HEADER)}),
+    "bad annotation": (
+        lambda s: _namespace(
+            s, TOKEN, lambda n: n["metadata"]["annotations"].update({MODE_ANNOTATION: "tokens"})
+        ),
+        {("KFX304", NS_TOKEN)},
+    ),
+    "ambient in header mode": (
+        lambda s: dataclasses.replace(
+            _label(HEADER, AMBIENT_LABEL, "ambient")(s),
+            children=tuple(
+                c for c in s.children if (c["kind"], c["metadata"]["namespace"]) != ("EnvoyFilter", HEADER)
+            ),
+        ),
+        {("KFX305", NS_HEADER)},
+    ),
+    "no default-editor": (
+        lambda s: dataclasses.replace(
+            s, service_accounts=tuple(a for a in s.service_accounts if a["metadata"]["namespace"] != TOKEN)
+        ),
+        {("KFX306", Ref("ServiceAccount", CONFIG.service_account, TOKEN))},
+    ),
+    "no katib injection label": (
+        _label(HEADER, "katib.kubeflow.org/metrics-collector-injection", None),
+        {("KFX307", NS_HEADER)},
+    ),
+    "kubernetes 1.27": (
+        lambda s: dataclasses.replace(s, server_version="v1.27.9"),
+        {("KFX401", Ref("Cluster", "kubernetes"))},
+    ),
+    "token mode on kfp 1.5": (
+        lambda s: _workload_image(s, "ml-pipeline", "gcr.io/ml-pipeline/api-server:1.5.0"),
+        {("KFX402", NS_TOKEN)},
+    ),
+    "legacy overlay on istio 1.22": (_legacy_children, {("KFX403", CONTROLLER)}),
+    "current overlay on istio 1.12 without the old header form": (
+        lambda s: _workload_image(s, "istiod", "docker.io/istio/pilot:1.12.9"),
+        {("KFX404", CONTROLLER)},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_a_cluster_broken_one_way_reports_exactly_that(case: str) -> None:
+    breaks, expected = BROKEN[case]
+    assert found(breaks(healthy.snapshot())) == expected
+
+
+def test_every_code_has_a_broken_case() -> None:
+    covered = {code for _, expected in BROKEN.values() for code, _ in expected}
+    assert covered == {c.code for c in codes.CATALOGUE}
+
+
+def test_only_the_named_namespaces_are_checked() -> None:
+    broken = _label(TOKEN, MODE_LABEL, "header")(healthy.snapshot())
+    assert diagnose(broken, CONFIG, only=[HEADER]) == []
+    assert facts(broken, CONFIG)["profile namespaces"] == 2
+
+
+def test_exit_status_tells_errors_from_warnings() -> None:
+    expiring = BROKEN["certificate expiring"][0](healthy.snapshot())
+    assert exit_status(diagnose(expiring, CONFIG)) == 2
+    assert exit_status(diagnose(dataclasses.replace(expiring, webhook_configurations=()), CONFIG)) == 1
+
+
+def test_the_readme_explains_every_code() -> None:
+    readme = (healthy.ROOT / "README.md").read_text()
+    section = readme[readme.index("### Diagnosing a cluster: doctor") :]
+    assert all(f"| `{c.code}` | {c.severity} |" in section for c in codes.CATALOGUE)
