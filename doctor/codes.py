@@ -98,6 +98,13 @@ METACONTROLLER_NOT_RUNNING = Code(
     "no ready Metacontroller was found: no profile namespace is decorated",
     "install Metacontroller (its StatefulSet or Deployment) and check its Pods",
 )
+METACONTROLLER_OUTSIDE = Code(
+    "KFX205",
+    "warning",
+    "no Metacontroller workload was found, yet every profile namespace carries the label only its sync sets",
+    "nothing to do if Metacontroller runs outside the cluster (as a process, or another cluster's); "
+    "otherwise its Deployment or StatefulSet runs an image doctor does not recognise as metacontroller",
+)
 DECORATOR_CONTROLLER_MISSING = Code(
     "KFX202",
     "error",
@@ -207,6 +214,7 @@ CATALOGUE = (
     WEBHOOK_SERVICE_UNREADY,
     LATER_WEBHOOK,
     METACONTROLLER_NOT_RUNNING,
+    METACONTROLLER_OUTSIDE,
     DECORATOR_CONTROLLER_MISSING,
     HOOKS_SERVICE_UNREADY,
     METACONTROLLER_FORBIDDEN,

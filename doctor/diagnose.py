@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Collection, Mapping
 
-from doctor import codes, shipped
+from doctor import codes, profiles, shipped
 from doctor.checks import certificate, metacontroller, namespaces, versions, webhook
 from doctor.findings import Finding, Ref
 from doctor.snapshot import Snapshot, images, labels_of, name_of
@@ -67,5 +67,5 @@ def facts(snapshot: Snapshot, config: Config) -> Mapping[str, str | int | None]:
         "istiod": image(versions.ISTIOD),
         "ml-pipeline": image(versions.ML_PIPELINE),
         "katib-controller": image(namespaces.KATIB_CONTROLLER),
-        "profile namespaces": sum(1 for _ in namespaces.served_namespaces(snapshot, config)),
+        "profile namespaces": sum(1 for _ in profiles.served_namespaces(snapshot, config)),
     }

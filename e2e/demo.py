@@ -26,6 +26,7 @@ import difflib
 import json
 import re
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -527,6 +528,7 @@ class Demo:
     children: dict[str, Object | None] = field(default_factory=dict)
     admitted: list[Admitted] = field(default_factory=list)
     switched: str = ""
+    doctor: list[str] = field(default_factory=list)
 
     @property
     def kubectl(self) -> Kubectl:
@@ -563,7 +565,36 @@ class Demo:
         self.create_workloads()
         began = self._lap("workloads", began)
         self.switch_a_namespace()
-        self._lap("a namespace switched by annotation", began)
+        began = self._lap("a namespace switched by annotation", began)
+        self.diagnose()
+        self._lap("doctor", began)
+
+    def diagnose(self) -> None:
+        """``kubeflow-extension doctor`` on the demo cluster, as its user would run it. Metacontroller runs
+        here as a process, not in a Pod, which doctor reports as a warning (KFX205); nothing may be an
+        error."""
+        kubeconfig = str(self.plane.kubeconfig)
+        result = subprocess.run(
+            [sys.executable, "-m", "kubeflow_extension", "doctor", "-o", "json", "--kubeconfig", kubeconfig],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        try:
+            findings = json.loads(result.stdout)["findings"]
+        except (ValueError, KeyError):
+            findings = [{"code": "?", "severity": "error", "message": result.stderr.strip()[-300:]}]
+        errors = [f for f in findings if f["severity"] == "error"]
+        self.checks.expect("doctor finds no error on the demo cluster", not errors)
+        verdict = (
+            "no finding"
+            if not findings
+            else f"{len(errors)} error(s), {len(findings) - len(errors)} warning(s)"
+        )
+        self.doctor = [f"kubeflow-extension doctor (exit {result.returncode}): {verdict}"] + [
+            f"  {f['severity'].upper()} {f['code']}: {f['message']}" for f in findings
+        ]
 
     def wait_for_children(self) -> dict[str, Object | None]:
         kinds = {w["kind"] for w in wanted_children(self.config)}
@@ -738,7 +769,7 @@ class Demo:
             lines += [f"      {describe(change)}" for change in item.changes] or ["      unchanged"]
         if self.switched:
             lines += ["", self.switched]
-        return lines
+        return [*lines, "", *self.doctor] if self.doctor else lines
 
 
 def children_lines(children: Mapping[str, Mapping[str, Any] | None], mode: str) -> list[str]:

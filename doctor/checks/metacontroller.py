@@ -7,7 +7,9 @@ from typing import Any
 
 from doctor import codes, services, shipped
 from doctor.findings import Finding, Ref
+from doctor.profiles import served_namespaces
 from doctor.snapshot import Object, Snapshot, images, labels_of, name_of, namespace_of, ref
+from hooks import identity
 from service.config import Config
 
 HOOKS = ("customize", "sync")
@@ -25,12 +27,26 @@ def _ready(workload: Object) -> bool:
     return int((workload.get("status") or {}).get("readyReplicas") or 0) > 0
 
 
+def _labelled_by_a_sync(snapshot: Snapshot, config: Config) -> bool:
+    """Every profile namespace the hooks serve has the mode label, which only a Metacontroller sync sets."""
+    served = list(served_namespaces(snapshot, config))
+    return bool(served) and all(identity.label(t.namespace, identity.MODE_LABEL) for t in served)
+
+
 def check_running(snapshot: Snapshot, config: Config) -> list[Finding]:
     found = metacontrollers(snapshot)
     if any(_ready(w) for w in found):
         return []
     if found:
         return [codes.METACONTROLLER_NOT_RUNNING.at(ref(w), "no ready replica") for w in found]
+    if _labelled_by_a_sync(snapshot, config):
+        return [
+            codes.METACONTROLLER_OUTSIDE.at(
+                Ref("DecoratorController", shipped.DECORATOR_CONTROLLER),
+                "no Deployment or StatefulSet runs a metacontroller image, but the profile namespaces "
+                "are labelled: it runs outside the cluster",
+            )
+        ]
     return [
         codes.METACONTROLLER_NOT_RUNNING.at(
             Ref("StatefulSet", "metacontroller", "metacontroller"),

@@ -7,15 +7,13 @@ What a namespace should have is asked of the hooks' own functions (``hooks.ident
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
-
-from doctor import codes, shipped
+from doctor import codes
 from doctor.checks import metacontroller
 from doctor.findings import Finding, Ref
+from doctor.profiles import ProfileNamespace, served_namespaces
 from doctor.snapshot import Object, Snapshot, find, images, labels_of, name_of, namespace_of, ref
 from hooks import identity
-from hooks.desired import CURRENT_ISTIO, AttachmentType, desired, profile_owner, served, supported_types
+from hooks.desired import CURRENT_ISTIO, AttachmentType, desired, supported_types
 from hooks.istio import MANAGED_BY, NAMESPACE_LABEL
 from service.config import IDENTITY_MODES, Config
 from service.http import ClientError
@@ -23,30 +21,6 @@ from service.http import ClientError
 KATIB_INJECTION_LABEL = "katib.kubeflow.org/metrics-collector-injection"
 """Katib's Pod webhook only injects its metrics collector in namespaces labelled ``enabled``."""
 KATIB_CONTROLLER = "katib-controller"
-
-
-@dataclass(frozen=True)
-class ProfileNamespace:
-    namespace: Object
-    profile: Object | None
-
-    @property
-    def name(self) -> str:
-        return name_of(self.namespace)
-
-    @property
-    def ref(self) -> Ref:
-        return Ref("Namespace", self.name)
-
-
-def served_namespaces(snapshot: Snapshot, config: Config) -> Iterator[ProfileNamespace]:
-    """Profile namespaces the hooks grant access to (a Profile with an owner, not Kubeflow's own)."""
-    for namespace in snapshot.namespaces:
-        if not shipped.profile_namespace(labels_of(namespace)):
-            continue
-        profile = find(snapshot.profiles, name_of(namespace))
-        if served(name_of(namespace), profile_owner(profile), config):
-            yield ProfileNamespace(namespace, profile)
 
 
 def identity_of(target: ProfileNamespace, config: Config) -> identity.Identity:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from doctor import codes
+from doctor import codes, profiles
 from doctor.checks import metacontroller, namespaces
 from doctor.findings import Finding, Ref
 from doctor.snapshot import Object, Snapshot, images, name_of, ref
@@ -54,7 +54,7 @@ def check_kfp_for_token(snapshot: Snapshot, config: Config) -> list[Finding]:
         codes.KFP_TOO_OLD_FOR_TOKEN.at(
             target.ref, f"mode {mode.mode} ({mode.source}), ml-pipeline {_dotted(kfp)}"
         )
-        for target in namespaces.served_namespaces(snapshot, config)
+        for target in profiles.served_namespaces(snapshot, config)
         if (mode := namespaces.identity_of(target, config)).token
     ]
 

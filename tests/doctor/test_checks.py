@@ -234,6 +234,12 @@ BROKEN: dict[str, tuple[Callable[[Snapshot], Snapshot], set[tuple[str, Ref]]]] =
         ),
         {("KFX201", Ref("StatefulSet", "metacontroller", "metacontroller"))},
     ),
+    "metacontroller outside the cluster": (
+        lambda s: dataclasses.replace(
+            s, workloads=tuple(w for w in s.workloads if w["metadata"]["name"] != "metacontroller")
+        ),
+        {("KFX205", CONTROLLER)},
+    ),
     "no decorator controller": (
         lambda s: dataclasses.replace(s, decorator_controllers=()),
         {("KFX202", CONTROLLER)},
