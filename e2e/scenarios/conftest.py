@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,12 @@ from typing import Any
 import pytest
 
 from e2e.cluster import product
+from e2e.cluster.api import Api
+from e2e.cluster.children import ChildrenWatch
 from e2e.cluster.cluster import Cluster
+from e2e.framework.processes import eventually
 from e2e.framework.reporting import terminal_line
+from hooks.identity import MODE_LABEL
 
 ROUTING_MODES = {"clusterip": False, "endpoint": True}
 """kube-apiserver reaching a webhook Service through its ClusterIP (kube-proxy; the default), or a random
@@ -45,6 +50,37 @@ def webhook(cluster: Cluster) -> dict[str, dict[str, Any]]:
     product.deploy_webhook(cluster)
     product.wait_until_mutating(cluster, PROFILES[0])
     return trials
+
+
+@pytest.fixture(scope="session")
+def hooks(cluster: Cluster, webhook: dict[str, dict[str, Any]]) -> Api:
+    """Metacontroller from its release manifests and ``metacontroller/`` from the image; the existing profile
+    namespaces decorated."""
+    product.deploy_hooks(cluster)
+    api = cluster.api
+    watch = ChildrenWatch(api)
+    for name in PROFILES:
+        watch.track(name)
+    watch.start()
+    deadline = time.monotonic() + 120
+    while watch.report()["never_converged"] and time.monotonic() < deadline:
+        time.sleep(1)
+    report = watch.stop()
+    assert report["never_converged"] == 0, f"Metacontroller did not decorate the profile namespaces: {report}"
+    # The label is Metacontroller's update of the Namespace itself: only what metacontroller/ ships allows it.
+    eventually(
+        lambda: all(
+            (cluster.kubectl.get("namespace", name) or {})
+            .get("metadata", {})
+            .get("labels", {})
+            .get(MODE_LABEL)
+            == "header"
+            for name in PROFILES
+        ),
+        timeout=60,
+        what=f"every profile namespace labelled {MODE_LABEL}=header",
+    )
+    return api
 
 
 def record(request: pytest.FixtureRequest, figures: dict[str, Any]) -> None:

@@ -13,10 +13,8 @@ from e2e.cluster.api import Api
 from e2e.cluster.children import ChildrenWatch, Churn
 from e2e.cluster.cluster import Cluster
 from e2e.cluster.load import Load, summary
-from e2e.framework.processes import eventually
 from e2e.scenarios.conftest import PROFILES, record
 from e2e.scenarios.under_load import apiserver_failures
-from hooks.identity import MODE_LABEL
 
 pytestmark = pytest.mark.cluster
 
@@ -24,37 +22,6 @@ ROLLOUTS = 3
 SETTLE = 15.0
 CHURN_SECONDS = 20.0
 """At least this long of namespaces coming and going, however fast the rollouts are."""
-
-
-@pytest.fixture(scope="session")
-def hooks(cluster: Cluster, webhook: dict[str, dict[str, Any]]) -> Api:
-    """Metacontroller from its release manifests and ``metacontroller/`` from the image; the existing profile
-    namespaces decorated."""
-    product.deploy_hooks(cluster)
-    api = cluster.api
-    watch = ChildrenWatch(api)
-    for name in PROFILES:
-        watch.track(name)
-    watch.start()
-    deadline = time.monotonic() + 120
-    while watch.report()["never_converged"] and time.monotonic() < deadline:
-        time.sleep(1)
-    report = watch.stop()
-    assert report["never_converged"] == 0, f"Metacontroller did not decorate the profile namespaces: {report}"
-    # The label is Metacontroller's update of the Namespace itself: only what metacontroller/ ships allows it.
-    eventually(
-        lambda: all(
-            (cluster.kubectl.get("namespace", name) or {})
-            .get("metadata", {})
-            .get("labels", {})
-            .get(MODE_LABEL)
-            == "header"
-            for name in PROFILES
-        ),
-        timeout=60,
-        what=f"every profile namespace labelled {MODE_LABEL}=header",
-    )
-    return api
 
 
 @pytest.mark.parametrize(
