@@ -27,7 +27,7 @@ from e2e.scenarios.under_load import RATE, SETTLE, Tally, apiserver_failures
 
 pytestmark = pytest.mark.cluster
 
-HEAVY_RATE = 150.0
+HEAVY_RATE = 200.0
 HEAVY_WORKERS = 12
 MIN_REPLICAS = 2
 SCALE_UP_WITHIN = 240.0
