@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from doctor.selectors import matches
 from hooks.identity import MODE_LABEL
 from webhook.app import IDENTITY_PATHS
 from webhook.mutations.notebook import NOTEBOOK_LABEL
@@ -83,22 +84,6 @@ def test_webhooks_are_narrowed_to_their_objects(configuration: dict[str, Any]) -
             assert needle in expression
 
 
-def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
-    """A label selector's matchExpressions, as kube-apiserver evaluates them."""
-    for expression in selector["matchExpressions"]:
-        key, operator = expression["key"], expression["operator"]
-        present = key in labels
-        matched = {
-            "In": present and labels.get(key) in expression.get("values", ()),
-            "NotIn": not present or labels[key] not in expression.get("values", ()),
-            "Exists": present,
-            "DoesNotExist": not present,
-        }[operator]
-        if not matched:
-            return False
-    return True
-
-
 @pytest.mark.parametrize("mode", [None, "header", "token", "both", "unknown"])
 def test_each_profile_namespace_reaches_one_webhook_per_object_in_the_mode_its_label_says(
     configuration: dict[str, Any], mode: str | None
@@ -106,12 +91,12 @@ def test_each_profile_namespace_reaches_one_webhook_per_object_in_the_mode_its_l
     labels = {"app.kubernetes.io/part-of": "kubeflow-profile", "kubernetes.io/metadata.name": "alice"}
     if mode is not None:
         labels[MODE_LABEL] = mode
-    reached = [w for w in configuration["webhooks"] if selects(w["namespaceSelector"], labels)]
+    reached = [w for w in configuration["webhooks"] if matches(w["namespaceSelector"], labels)]
     assert sorted(w["rules"][0]["resources"][0] for w in reached) == ["jobs", "pods", "pods"]
     expected = "token" if mode in ("token", "both") else "header"
     assert {IDENTITY_PATHS[w["clientConfig"]["service"]["path"]] for w in reached} == {expected}
     unlabelled_profile = {k: v for k, v in labels.items() if k != "app.kubernetes.io/part-of"}
-    assert not any(selects(w["namespaceSelector"], unlabelled_profile) for w in configuration["webhooks"])
+    assert not any(matches(w["namespaceSelector"], unlabelled_profile) for w in configuration["webhooks"])
 
 
 def test_webhook_reaches_the_service_over_tls_with_an_injected_ca(
