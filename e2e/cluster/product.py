@@ -55,6 +55,24 @@ def deploy_webhook(
     rollout_status(cluster, WEBHOOK_DEPLOYMENT)
 
 
+WEBHOOK_SELECTOR = f"app.kubernetes.io/name={WEBHOOK_DEPLOYMENT}"
+
+
+def webhook_pods(cluster: Cluster) -> list[dict[str, Any]]:
+    pods: list[dict[str, Any]] = cluster.kubectl(
+        "get", "pods", "-n", WEBHOOK_NAMESPACE, "-l", WEBHOOK_SELECTOR
+    )["items"]
+    return pods
+
+
+def all_replicas_ready(cluster: Cluster) -> bool:
+    """As many webhook Pods as the Deployment wants, all ready (none left over from a rollout)."""
+    deployment = cluster.kubectl.get("deployment", WEBHOOK_DEPLOYMENT, WEBHOOK_NAMESPACE)
+    assert deployment is not None
+    status, wanted = deployment["status"], deployment["spec"]["replicas"]
+    return bool(status.get("readyReplicas") == wanted and len(webhook_pods(cluster)) == wanted)
+
+
 HOOKS_DEPLOYMENT = "kubeflow-extension-hooks"
 
 

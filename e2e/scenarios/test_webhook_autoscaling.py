@@ -22,7 +22,6 @@ from e2e.cluster.cluster import Cluster
 from e2e.cluster.load import Load, summary
 from e2e.framework.processes import eventually
 from e2e.scenarios.conftest import PROFILES, record
-from e2e.scenarios.test_webhook_disruptions import all_replicas_ready
 from e2e.scenarios.under_load import RATE, SETTLE, Tally, apiserver_failures
 
 pytestmark = pytest.mark.cluster
@@ -91,7 +90,7 @@ def autoscaled(cluster: Cluster, webhook: dict[str, dict[str, Any]]) -> Iterator
     hpa = {"kind": "HorizontalPodAutoscaler", "name": product.WEBHOOK_DEPLOYMENT}
     product.deploy_webhook(cluster, components=["autoscaling"], patches=[(hpa, FASTER_SCALE_DOWN)])
     eventually(
-        lambda: all_replicas_ready(cluster) and hpa_reads_metrics(cluster),
+        lambda: product.all_replicas_ready(cluster) and hpa_reads_metrics(cluster),
         timeout=SCALE_UP_WITHIN,
         what="the autoscaler reading the webhook's CPU",
     )
@@ -128,7 +127,7 @@ def test_the_autoscaler_scales_up_and_down_refusing_no_admission(
         heavy = Load(cluster.api, namespaces, webhook, rate=HEAVY_RATE, workers=HEAVY_WORKERS).start()
         try:
             eventually(
-                lambda: replicas.highest > MIN_REPLICAS and all_replicas_ready(cluster),
+                lambda: replicas.highest > MIN_REPLICAS and product.all_replicas_ready(cluster),
                 timeout=SCALE_UP_WITHIN,
                 what="the autoscaler adding ready replicas",
             )
@@ -137,7 +136,7 @@ def test_the_autoscaler_scales_up_and_down_refusing_no_admission(
         steady = Load(cluster.api, namespaces, webhook, rate=RATE).start()
         try:
             eventually(
-                lambda: replicas.at_minimum and all_replicas_ready(cluster),
+                lambda: replicas.at_minimum and product.all_replicas_ready(cluster),
                 timeout=SCALE_DOWN_WITHIN,
                 what="the autoscaler back at its minimum",
                 interval=1.0,

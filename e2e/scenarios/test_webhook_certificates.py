@@ -26,7 +26,6 @@ from e2e.cluster import product
 from e2e.cluster.cluster import Cluster
 from e2e.framework.processes import eventually
 from e2e.scenarios.conftest import PROFILES, record
-from e2e.scenarios.test_webhook_disruptions import all_replicas_ready, webhook_pods
 from e2e.scenarios.under_load import under_load
 from service import certificates
 from service.certificate_rotation import CA_BUNDLE, CA_CERT, CA_KEY, CA_RENEW_BEFORE
@@ -58,7 +57,9 @@ def three_replicas_checking_often(cluster: Cluster, webhook: dict[str, dict[str,
             "--type=json", f"--patch={json.dumps(patch)}",
         )  # fmt: skip
         product.rollout_status(cluster, product.WEBHOOK_DEPLOYMENT)
-        eventually(lambda: all_replicas_ready(cluster), timeout=120, what="only the new replicas left")
+        eventually(
+            lambda: product.all_replicas_ready(cluster), timeout=120, what="only the new replicas left"
+        )
 
     set_deployment(REPLICAS, [*args, RENEW_INTERVAL])
     yield
@@ -119,7 +120,7 @@ def served_certificates(cluster: Cluster) -> dict[str, bytes]:
         pod["metadata"]["name"]: ssl.get_server_certificate(
             (pod["status"]["podIP"], WEBHOOK_PORT), timeout=3
         ).encode()
-        for pod in webhook_pods(cluster)
+        for pod in product.webhook_pods(cluster)
         if "deletionTimestamp" not in pod["metadata"]
     }
 

@@ -21,7 +21,6 @@ from e2e.scenarios.under_load import RATE, under_load
 
 pytestmark = pytest.mark.cluster
 
-SELECTOR = f"app.kubernetes.io/name={product.WEBHOOK_DEPLOYMENT}"
 NOTICE_SECONDS = 2.0
 """How soon the cluster stops sending to a killed container: the kubelet notices it at its next relist
 (every second), reports the Pod not ready, the EndpointSlice follows and kube-apiserver's informer sees it.
@@ -29,29 +28,16 @@ Until then kube-apiserver still sends that replica reviews, which fail with `con
 (measured: sent 0.04-1.02 s after the kill)."""
 
 
-def webhook_pods(cluster: Cluster) -> list[dict[str, Any]]:
-    pods: list[dict[str, Any]] = cluster.kubectl(
-        "get", "pods", "-n", product.WEBHOOK_NAMESPACE, "-l", SELECTOR
-    )["items"]
-    return pods
-
-
-def all_replicas_ready(cluster: Cluster) -> bool:
-    deployment = cluster.kubectl.get("deployment", product.WEBHOOK_DEPLOYMENT, product.WEBHOOK_NAMESPACE)
-    assert deployment is not None
-    status, wanted = deployment["status"], deployment["spec"]["replicas"]
-    pods = webhook_pods(cluster)
-    return bool(status.get("readyReplicas") == wanted and len(pods) == wanted)
-
-
 def test_a_deleted_pod_refuses_no_admission(
     request: pytest.FixtureRequest, cluster: Cluster, webhook: dict[str, dict[str, Any]]
 ) -> None:
     def delete_one() -> None:
-        victim = webhook_pods(cluster)[0]["metadata"]["name"]
+        victim = product.webhook_pods(cluster)[0]["metadata"]["name"]
         cluster.kubectl.run("delete", "pod", victim, "-n", product.WEBHOOK_NAMESPACE, "--wait=false")
         eventually(
-            lambda: all_replicas_ready(cluster), timeout=120, what="the webhook's replicas ready again"
+            lambda: product.all_replicas_ready(cluster),
+            timeout=120,
+            what="the webhook's replicas ready again",
         )
 
     tally = under_load(cluster, list(PROFILES), webhook, delete_one)
@@ -67,15 +53,15 @@ def test_a_hard_killed_container_loses_at_most_what_it_had_in_flight(
     killed_at: list[float] = []
 
     def kill_one() -> None:
-        pod = webhook_pods(cluster)[0]
+        pod = product.webhook_pods(cluster)[0]
         [status] = pod["status"]["containerStatuses"]
         container = status["containerID"].removeprefix("containerd://")
         killed_at.append(time.monotonic())
         node.ctr("tasks", "kill", "--signal", "SIGKILL", container)
         eventually(
             lambda: (
-                all_replicas_ready(cluster)
-                and webhook_pods(cluster)[0]["status"]["containerStatuses"][0]["restartCount"] > 0
+                product.all_replicas_ready(cluster)
+                and product.webhook_pods(cluster)[0]["status"]["containerStatuses"][0]["restartCount"] > 0
             ),
             timeout=120,
             what="the killed container restarted and ready",
@@ -87,7 +73,7 @@ def test_a_hard_killed_container_loses_at_most_what_it_had_in_flight(
     record(request, {"routing": cluster.routing, "lost_seconds_after_kill": after_kill, **tally.figures()})
     # No drain is possible: what is lost is what reached the dead replica before the cluster noticed, at
     # most its share of the load over that time, and nothing after.
-    replicas = len(webhook_pods(cluster))
+    replicas = len(product.webhook_pods(cluster))
     assert all(-NOTICE_SECONDS <= t <= NOTICE_SECONDS for t in after_kill), after_kill
     assert tally.refused <= RATE * NOTICE_SECONDS / replicas, tally.figures()
     assert tally.client["failed"] == 0, tally.figures()
@@ -104,7 +90,7 @@ def test_a_drain_keeps_one_replica_serving_and_refuses_no_admission(
         result = cluster.kubectl.run(
             "drain",
             NODE_NAME,
-            f"--pod-selector={SELECTOR}",
+            f"--pod-selector={product.WEBHOOK_SELECTOR}",
             "--delete-emptydir-data",
             "--ignore-daemonsets",
             "--timeout=25s",
@@ -114,7 +100,7 @@ def test_a_drain_keeps_one_replica_serving_and_refuses_no_admission(
         drained.append(result.stdout + result.stderr)
         ready = sum(
             1
-            for pod in webhook_pods(cluster)
+            for pod in product.webhook_pods(cluster)
             if any(
                 c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", [])
             )
@@ -122,7 +108,9 @@ def test_a_drain_keeps_one_replica_serving_and_refuses_no_admission(
         drained.append(f"ready while cordoned: {ready}")
         cluster.kubectl.run("uncordon", NODE_NAME)
         eventually(
-            lambda: all_replicas_ready(cluster), timeout=120, what="the webhook's replicas ready again"
+            lambda: product.all_replicas_ready(cluster),
+            timeout=120,
+            what="the webhook's replicas ready again",
         )
 
     tally = under_load(cluster, list(PROFILES), webhook, drain)
