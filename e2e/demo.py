@@ -26,7 +26,6 @@ import difflib
 import json
 import re
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -43,6 +42,7 @@ from e2e.cluster.controlplane import (
     MissingBinariesError,
     state_is_live,
 )
+from e2e.framework.doctor import run as run_doctor
 from e2e.framework.objects import profile_objects
 from e2e.framework.processes import eventually
 from hooks.desired import CURRENT_ISTIO, desired
@@ -573,18 +573,10 @@ class Demo:
         """``kubeflow-extension doctor`` on the demo cluster, as its user would run it. Metacontroller runs
         here as a process, not in a Pod, which doctor reports as a warning (KFX205); nothing may be an
         error."""
-        kubeconfig = str(self.plane.kubeconfig)
-        result = subprocess.run(
-            [sys.executable, "-m", "kubeflow_extension", "doctor", "-o", "json", "--kubeconfig", kubeconfig],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
         try:
-            findings = json.loads(result.stdout)["findings"]
-        except (ValueError, KeyError):
-            findings = [{"code": "?", "severity": "error", "message": result.stderr.strip()[-300:]}]
+            status, findings = run_doctor(self.plane.kubeconfig)
+        except RuntimeError as error:
+            status, findings = -1, [{"code": "?", "severity": "error", "message": str(error)[-300:]}]
         errors = [f for f in findings if f["severity"] == "error"]
         self.checks.expect("doctor finds no error on the demo cluster", not errors)
         verdict = (
@@ -592,7 +584,7 @@ class Demo:
             if not findings
             else f"{len(errors)} error(s), {len(findings) - len(errors)} warning(s)"
         )
-        self.doctor = [f"kubeflow-extension doctor (exit {result.returncode}): {verdict}"] + [
+        self.doctor = [f"kubeflow-extension doctor (exit {status}): {verdict}"] + [
             f"  {f['severity'].upper()} {f['code']}: {f['message']}" for f in findings
         ]
 

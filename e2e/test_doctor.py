@@ -10,8 +10,6 @@ find the real one in a cluster. The DecoratorController selects only this module
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from typing import Any
 import pytest
 
 from e2e.cluster.controlplane import REPO_ROOT, ControlPlane, Kubectl, LocalService
+from e2e.framework.doctor import run as run_doctor
 from e2e.framework.objects import profile_objects
 from e2e.framework.processes import eventually
 from hooks.identity import MODE_ANNOTATION, MODE_LABEL
@@ -130,32 +129,12 @@ def setup(
 
 def doctor(kubeconfig: Path) -> tuple[int, set[tuple[str, str, str | None, str]]]:
     """Exit status and (code, kind, namespace, name) of each finding, for this module's namespace."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kubeflow_extension",
-            "doctor",
-            "--kubeconfig",
-            str(kubeconfig),
-            "-n",
-            NAMESPACE,
-            "-o",
-            "json",
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    assert result.returncode in (0, 1, 2) and result.stdout.startswith("{"), result.stderr
-    report = json.loads(result.stdout)
+    status, findings = run_doctor(kubeconfig, "-n", NAMESPACE)
+    assert status in (0, 1, 2), status
     found = {
-        (f["code"], f["object"]["kind"], f["object"]["namespace"], f["object"]["name"])
-        for f in report["findings"]
+        (f["code"], f["object"]["kind"], f["object"]["namespace"], f["object"]["name"]) for f in findings
     }
-    return result.returncode, found
+    return status, found
 
 
 def healthy(kubeconfig: Path) -> None:

@@ -6,9 +6,6 @@ their Service has no ready endpoint (the EndpointSlice path the local control pl
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +15,7 @@ from e2e.cluster import product
 from e2e.cluster.api import Api
 from e2e.cluster.cluster import Cluster
 from e2e.cluster.controlplane import REPO_ROOT
+from e2e.framework.doctor import run as run_doctor
 from e2e.framework.processes import eventually
 from e2e.scenarios.conftest import record
 
@@ -40,19 +38,10 @@ def doctor_kubeconfig(cluster: Cluster) -> Path:
 
 
 def doctor(kubeconfig: Path) -> tuple[int, list[dict[str, Any]]]:
-    result = subprocess.run(
-        [sys.executable, "-m", "kubeflow_extension", "doctor", "-o", "json", "--kubeconfig", str(kubeconfig)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=REPO_ROOT,
-    )
     try:
-        findings: list[dict[str, Any]] = json.loads(result.stdout)["findings"]
-    except (ValueError, KeyError):
-        pytest.fail(f"doctor exited {result.returncode}: {result.stdout[-1000:]}{result.stderr[-2000:]}")
-    return result.returncode, findings
+        return run_doctor(kubeconfig)
+    except RuntimeError as error:
+        pytest.fail(str(error))
 
 
 def codes(findings: list[dict[str, Any]]) -> set[tuple[str, str, str]]:

@@ -1,0 +1,31 @@
+"""``kubeflow-extension doctor`` run as its user runs it, against a kubeconfig: its exit status and
+findings, read from its JSON report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from e2e.framework.versions import E2E_DIR
+
+
+def run(kubeconfig: Path, *args: str) -> tuple[int, list[dict[str, Any]]]:
+    """Exit status and findings; RuntimeError (with its output) when it wrote no report."""
+    command = ["-m", "kubeflow_extension", "doctor", "-o", "json", "--kubeconfig", str(kubeconfig), *args]
+    result = subprocess.run(
+        [sys.executable, *command],
+        cwd=E2E_DIR.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    try:
+        findings: list[dict[str, Any]] = json.loads(result.stdout)["findings"]
+    except (ValueError, KeyError):
+        output = result.stdout[-1000:] + result.stderr[-2000:]
+        raise RuntimeError(f"doctor exited {result.returncode} without a report: {output}") from None
+    return result.returncode, findings
