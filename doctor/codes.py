@@ -118,6 +118,13 @@ HOOKS_SERVICE_UNREADY = Code(
     "kubectl -n kubeflow-extension get deploy,pods,endpointslices "
     "-l app.kubernetes.io/name=kubeflow-extension-hooks",
 )
+METACONTROLLER_TOO_OLD = Code(
+    "KFX206",
+    "error",
+    "Metacontroller is older than 1.3.0, which ignores a DecoratorController's customize hook: the hooks "
+    "never see the namespace's Profile, so no profile namespace gets its objects",
+    "upgrade Metacontroller to >= 1.3.0 (Kubeflow <= 1.4 shipped v0.3.0; Kubeflow 1.5 ships v2.0.4)",
+)
 METACONTROLLER_FORBIDDEN = Code(
     "KFX204",
     "error",
@@ -199,6 +206,22 @@ HEADER_FORM_MISMATCH = Code(
     "Istio 1.6-1.14: kubectl apply -k metacontroller/istio-1.6-1.14/",
 )
 
+NATIVE_SIDECARS_ON_OLD_NODES = Code(
+    "KFX405",
+    "error",
+    "istiod forces native sidecars (ENABLE_NATIVE_SIDECARS=true) but a node's kubelet is older than 1.29: "
+    "there the proxy is an init container that never ends, so Pods with a sidecar never start",
+    "set ENABLE_NATIVE_SIDECARS=auto (Istio >= 1.27: it checks each node) or false, or upgrade the nodes "
+    "to Kubernetes >= 1.29",
+)
+KATIB_UNTESTED = Code(
+    "KFX406",
+    "warning",
+    "Katib's controller is a release outside the compatibility table (v0.9 to v0.19): the arguments the "
+    "webhook gives its metrics collector are not known to work there",
+    "use a Katib release in the README's compatibility table, or check a trial's collector logs",
+)
+
 CATALOGUE = (
     UNREADABLE,
     WEBHOOK_CONFIGURATION_MISSING,
@@ -218,6 +241,7 @@ CATALOGUE = (
     DECORATOR_CONTROLLER_MISSING,
     HOOKS_SERVICE_UNREADY,
     METACONTROLLER_FORBIDDEN,
+    METACONTROLLER_TOO_OLD,
     AUTHORIZATION_MISSING,
     ENVOY_FILTER_MISSING,
     STALE_CHILD,
@@ -229,4 +253,6 @@ CATALOGUE = (
     KFP_TOO_OLD_FOR_TOKEN,
     OVERLAY_MISMATCH,
     HEADER_FORM_MISMATCH,
+    NATIVE_SIDECARS_ON_OLD_NODES,
+    KATIB_UNTESTED,
 )

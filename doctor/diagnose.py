@@ -21,6 +21,7 @@ CHECKS: tuple[Check, ...] = (
     metacontroller.check_running,
     metacontroller.check_decorator_controller,
     metacontroller.check_permissions,
+    metacontroller.check_version,
     namespaces.check_mode_label,
     namespaces.check_children,
     namespaces.check_ambient,
@@ -29,6 +30,8 @@ CHECKS: tuple[Check, ...] = (
     versions.check_kubernetes,
     versions.check_kfp_for_token,
     versions.check_istio,
+    versions.check_native_sidecars,
+    versions.check_katib,
 )
 
 

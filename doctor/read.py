@@ -148,6 +148,7 @@ def snapshot(api: Any, config: Config) -> Snapshot:
             "ServiceAccount",
             fieldSelector=f"metadata.name={config.service_account}",
         ),
+        nodes=read.items("/api/v1/nodes", "Node"),
         unreadable=tuple(read.unreadable),
     )
 

@@ -45,6 +45,8 @@ class Snapshot:
     children: tuple[Object, ...] = ()
     """Every object labelled as ours (AuthorizationPolicies, ServiceRoleBindings, EnvoyFilters)."""
     service_accounts: tuple[Object, ...] = ()
+    nodes: tuple[Object, ...] = ()
+    """For their kubelets' versions."""
     unreadable: tuple[Unreadable, ...] = field(default=())
 
 

@@ -11,6 +11,7 @@ from doctor.profiles import served_namespaces
 from doctor.snapshot import Object, Snapshot, images, labels_of, name_of, namespace_of, ref
 from hooks import identity
 from service.config import Config
+from webhook.mutations.collector import release
 
 HOOKS = ("customize", "sync")
 CHILD_VERBS = ("get", "list", "watch", "create", "update", "patch", "delete")
@@ -53,6 +54,22 @@ def check_running(snapshot: Snapshot, config: Config) -> list[Finding]:
             "no Deployment or StatefulSet runs a metacontroller image",
         )
     ]
+
+
+CUSTOMIZE_HOOK = (1, 3, 0)
+"""The first release whose DecoratorControllerHooks has Customize: apis/metacontroller/v1alpha1/types.go
+@v1.3.0 (v0.3.0 to v1.2.1 have only Sync and Finalize). Before it the hooks get no related Profile."""
+
+
+def check_version(snapshot: Snapshot, config: Config) -> list[Finding]:
+    """Releases read from image tags; a digest or a tag that names no release is not judged."""
+    findings = []
+    for workload in metacontrollers(snapshot):
+        found = [v for image in images(workload) if (v := release(image)) is not None]
+        if found and found[0] < CUSTOMIZE_HOOK:
+            version = ".".join(map(str, found[0]))
+            findings.append(codes.METACONTROLLER_TOO_OLD.at(ref(workload), f"Metacontroller {version}"))
+    return findings
 
 
 def decorator_controllers(snapshot: Snapshot) -> list[Object]:

@@ -16,13 +16,26 @@ MATCH_CONDITIONS = (1, 28)
 KFP_TOKEN = (1, 7)
 ISTIO_AUTHORIZATION_POLICY = (1, 6)
 ISTIO_APPEND_ACTION = (1, 15)
+NATIVE_SIDECARS = (1, 29)
+"""SidecarContainers: alpha and off in 1.28, beta and on from 1.29 (pkg/features/kube_features.go
+@v1.28.0, @v1.29.0)."""
+KATIB_TESTED = ((0, 9), (0, 19))
+"""The README's compatibility table: the collectors' arguments are checked against these releases."""
 ISTIOD, ML_PIPELINE = "istiod", "ml-pipeline"
+NATIVE_SIDECARS_ENV = "ENABLE_NATIVE_SIDECARS"
+"""istiod's setting (pilot/pkg/features/pilot.go@1.27.0): "true" forces native sidecars on every node,
+"auto" (1.27's default) uses them only where every kubelet is >= 1.33 (pkg/kube/inject/webhook.go,
+DetectNativeSidecar), "false" (1.19-1.26's default) never."""
 _SERVER_VERSION = re.compile(r"v?(\d+)\.(\d+)")
 
 
-def kubernetes_version(snapshot: Snapshot) -> tuple[int, int] | None:
-    match = _SERVER_VERSION.match(snapshot.server_version or "")
+def minor_version(version: str | None) -> tuple[int, int] | None:
+    match = _SERVER_VERSION.match(version or "")
     return (int(match[1]), int(match[2])) if match else None
+
+
+def kubernetes_version(snapshot: Snapshot) -> tuple[int, int] | None:
+    return minor_version(snapshot.server_version)
 
 
 def workload(snapshot: Snapshot, name: str) -> Object | None:
@@ -77,3 +90,38 @@ def check_istio(snapshot: Snapshot, config: Config) -> list[Finding]:
                 codes.HEADER_FORM_MISMATCH.at(ref(controller), f"append_action on Istio {_dotted(istio)}")
             )
     return findings
+
+
+def _environment(workload: Object) -> dict[str, str]:
+    spec = ((workload.get("spec") or {}).get("template") or {}).get("spec") or {}
+    return {
+        str(variable.get("name")): str(variable.get("value", ""))
+        for container in spec.get("containers") or []
+        for variable in container.get("env") or []
+    }
+
+
+def check_native_sidecars(snapshot: Snapshot, config: Config) -> list[Finding]:
+    istiod = workload(snapshot, ISTIOD)
+    if istiod is None or _environment(istiod).get(NATIVE_SIDECARS_ENV) != "true":
+        return []
+    old = sorted(
+        f"{name_of(node)} ({kubelet})"
+        for node in snapshot.nodes
+        if (kubelet := ((node.get("status") or {}).get("nodeInfo") or {}).get("kubeletVersion"))
+        and (version := minor_version(str(kubelet))) is not None
+        and version < NATIVE_SIDECARS
+    )
+    if not old:
+        return []
+    return [codes.NATIVE_SIDECARS_ON_OLD_NODES.at(ref(istiod), f"kubelet < 1.29 on {', '.join(old)}")]
+
+
+def check_katib(snapshot: Snapshot, config: Config) -> list[Finding]:
+    """A tag that names no release (Kubeflow 1.1 and 1.2 pinned Katib by commit) is not judged."""
+    katib = workload(snapshot, namespaces.KATIB_CONTROLLER)
+    version = image_release(snapshot, namespaces.KATIB_CONTROLLER)
+    oldest, newest = KATIB_TESTED
+    if katib is None or version is None or oldest <= version[:2] <= newest:
+        return []
+    return [codes.KATIB_UNTESTED.at(ref(katib), f"Katib {_dotted(version)}")]

@@ -78,13 +78,20 @@ def service(namespace: str, name: str, ready: bool | None = True) -> list[dict[s
     ]
 
 
-def workload(kind: str, name: str, namespace: str, image: str, account: str = "default") -> dict[str, Any]:
+def workload(
+    kind: str, name: str, namespace: str, image: str, account: str = "default", **env: str
+) -> dict[str, Any]:
+    container = {"image": image, "env": [{"name": k, "value": v} for k, v in env.items()]}
     return {
         "kind": kind,
         "metadata": {"name": name, "namespace": namespace},
-        "spec": {"template": {"spec": {"serviceAccountName": account, "containers": [{"image": image}]}}},
+        "spec": {"template": {"spec": {"serviceAccountName": account, "containers": [container]}}},
         "status": {"readyReplicas": 1},
     }
+
+
+def node(name: str, kubelet: str) -> dict[str, Any]:
+    return {"kind": "Node", "metadata": {"name": name}, "status": {"nodeInfo": {"kubeletVersion": kubelet}}}
 
 
 def profile_namespace(name: str, mode: str, annotated: bool) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -134,7 +141,14 @@ def snapshot() -> Snapshot:
                 "ghcr.io/metacontroller/metacontroller:v4.17.2",
                 account="metacontroller",
             ),
-            workload("Deployment", "istiod", "istio-system", "docker.io/istio/pilot:1.22.1"),
+            # Native sidecars forced, on nodes that have them.
+            workload(
+                "Deployment",
+                "istiod",
+                "istio-system",
+                "docker.io/istio/pilot:1.22.1",
+                ENABLE_NATIVE_SIDECARS="true",
+            ),
             workload("Deployment", "ml-pipeline", "kubeflow", "gcr.io/ml-pipeline/api-server:2.0.5"),
             workload(
                 "Deployment",
@@ -166,4 +180,5 @@ def snapshot() -> Snapshot:
             {"kind": "ServiceAccount", "metadata": {"name": CONFIG.service_account, "namespace": n}}
             for n in (HEADER, TOKEN)
         ),
+        nodes=(node("node-a", "v1.30.2"), node("node-b", "v1.29.0")),
     )

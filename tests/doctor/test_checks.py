@@ -80,6 +80,20 @@ def _workload_image(s: Snapshot, name: str, image: str) -> Snapshot:
     return dataclasses.replace(s, workloads=_edit(s.workloads, name, change))
 
 
+def _nodes(*kubelets: str) -> Callable[[Snapshot], Snapshot]:
+    nodes = tuple(healthy.node(f"node-{i}", kubelet) for i, kubelet in enumerate(kubelets))
+    return lambda s: dataclasses.replace(s, nodes=nodes)
+
+
+def _istiod_env(value: str) -> Callable[[Snapshot], Snapshot]:
+    def change(w: dict[str, Any]) -> None:
+        w["spec"]["template"]["spec"]["containers"][0]["env"] = [
+            {"name": "ENABLE_NATIVE_SIDECARS", "value": value}
+        ]
+
+    return lambda s: dataclasses.replace(s, workloads=_edit(s.workloads, "istiod", change))
+
+
 def _secret(**kwargs: Any) -> Callable[[Snapshot], Snapshot]:
     return lambda s: dataclasses.replace(s, secrets=(healthy.serving_secret(**kwargs),))
 
@@ -327,6 +341,24 @@ BROKEN: dict[str, tuple[Callable[[Snapshot], Snapshot], set[tuple[str, Ref]]]] =
         lambda s: _workload_image(s, "ml-pipeline", "gcr.io/ml-pipeline/api-server:1.5.0"),
         {("KFX402", NS_TOKEN)},
     ),
+    "metacontroller 0.3.0, as kubeflow 1.0-1.4 shipped it": (
+        lambda s: _workload_image(s, "metacontroller", "metacontroller/metacontroller:v0.3.0"),
+        {("KFX206", Ref("StatefulSet", "metacontroller", "metacontroller"))},
+    ),
+    "native sidecars forced with a kubelet 1.28": (
+        _nodes("v1.30.2", "v1.28.5"),
+        {("KFX405", Ref("Deployment", "istiod", "istio-system"))},
+    ),
+    "katib 0.8": (
+        lambda s: _workload_image(
+            s, "katib-controller", "gcr.io/kubeflow-images-public/katib/v1alpha3/katib-controller:v0.8.0"
+        ),
+        {("KFX406", Ref("Deployment", "katib-controller", "kubeflow"))},
+    ),
+    "katib 0.20": (
+        lambda s: _workload_image(s, "katib-controller", "ghcr.io/kubeflow/katib/katib-controller:v0.20.0"),
+        {("KFX406", Ref("Deployment", "katib-controller", "kubeflow"))},
+    ),
     "legacy overlay on istio 1.22": (_legacy_children, {("KFX403", CONTROLLER)}),
     "current overlay on istio 1.12 without the old header form": (
         lambda s: _workload_image(s, "istiod", "docker.io/istio/pilot:1.12.9"),
@@ -344,6 +376,32 @@ def test_a_cluster_broken_one_way_reports_exactly_that(case: str) -> None:
 def test_every_code_has_a_broken_case() -> None:
     covered = {code for _, expected in BROKEN.values() for code, _ in expected}
     assert covered == {c.code for c in codes.CATALOGUE}
+
+
+NOT_JUDGED: dict[str, Callable[[Snapshot], Snapshot]] = {
+    "metacontroller 1.3.0, the first with the customize hook": lambda s: _workload_image(
+        s, "metacontroller", "metacontrollerio/metacontroller:v1.3.0"
+    ),
+    "metacontroller by digest": lambda s: _workload_image(
+        s, "metacontroller", "ghcr.io/metacontroller/metacontroller@sha256:" + "0" * 64
+    ),
+    "native sidecars on auto, istio checks the nodes itself": lambda s: _nodes("v1.28.5")(
+        _istiod_env("auto")(s)
+    ),
+    "native sidecars forced, every kubelet 1.29 or later": _nodes("v1.29.0", "v1.37.2"),
+    "katib 0.9 pinned by commit (kubeflow 1.1)": lambda s: _workload_image(
+        s, "katib-controller", "gcr.io/kubeflow-images-public/katib/v1alpha3/katib-controller:917164a"
+    ),
+    "katib 0.9.0": lambda s: _workload_image(
+        s, "katib-controller", "docker.io/kubeflowkatib/katib-controller:v0.9.0"
+    ),
+}
+"""Versions the checks must leave alone: at the boundaries, or not a release they can read."""
+
+
+@pytest.mark.parametrize("case", sorted(NOT_JUDGED))
+def test_versions_that_are_fine_or_unknown_report_nothing(case: str) -> None:
+    assert found(NOT_JUDGED[case](healthy.snapshot())) == set()
 
 
 def test_only_the_named_namespaces_are_checked() -> None:
