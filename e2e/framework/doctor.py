@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from e2e.framework.versions import E2E_DIR
 
@@ -29,3 +31,17 @@ def run(kubeconfig: Path, *args: str) -> tuple[int, list[dict[str, Any]]]:
         output = result.stdout[-1000:] + result.stderr[-2000:]
         raise RuntimeError(f"doctor exited {result.returncode} without a report: {output}") from None
     return result.returncode, findings
+
+
+Report = TypeVar("Report")
+
+
+def until(report: Callable[[], Report], expected: Report, timeout: float) -> Report:
+    """The first ``report()`` equal to ``expected`` within ``timeout`` seconds, else the last one: what
+    doctor says once Metacontroller, the hooks or the EndpointSlices have caught up with a change."""
+    deadline = time.monotonic() + timeout
+    seen = report()
+    while seen != expected and time.monotonic() < deadline:
+        time.sleep(0.5)
+        seen = report()
+    return seen
