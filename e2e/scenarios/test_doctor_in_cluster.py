@@ -1,11 +1,18 @@
 """``kubeflow-extension doctor`` on the product as users deploy it: Metacontroller in a StatefulSet, the
 webhook and the hooks behind their Services with the self-managed certificate, run as a user bound only to
-``doctor/rbac/``. The healthy cluster reports no finding; the hooks scaled to nothing report exactly that
-their Service has no ready endpoint (the EndpointSlice path the local control plane's URLs cannot reach).
+``doctor/rbac/``. The healthy cluster reports no finding. Then each setup broken in one way that only a
+Service-called webhook can show (the EndpointSlice and Secret paths the local control plane's URLs cannot
+reach) reports exactly its code: the hooks or the webhook scaled to nothing, the serving Secret deleted or
+holding a certificate expired, expiring or for another name, a caBundle of another CA.
 """
 
 from __future__ import annotations
 
+import base64
+import datetime
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +23,21 @@ from e2e.cluster.api import Api
 from e2e.cluster.cluster import Cluster
 from e2e.cluster.controlplane import REPO_ROOT
 from e2e.framework.doctor import run as run_doctor
-from e2e.framework.processes import eventually
+from e2e.framework.doctor import until
 from e2e.scenarios.conftest import record
+from service import certificates
+from service.certificate_rotation import CA_CERT, CA_KEY, DEFAULT_SECRET, TLS_CERT, TLS_KEY
 
 pytestmark = pytest.mark.cluster
 
 USER = "doctor-e2e"
 ROLE = "kubeflow-extension-doctor"
+NAMESPACE = product.WEBHOOK_NAMESPACE
+CONFIGURATION = "kubeflow-extension"
+WEBHOOK_SERVICE = "kubeflow-extension-webhook"
+
+Found = set[tuple[str, str, str]]
+"""(code, kind, name) of each finding."""
 
 
 def doctor_kubeconfig(cluster: Cluster) -> Path:
@@ -37,40 +52,174 @@ def doctor_kubeconfig(cluster: Cluster) -> Path:
     return kubeconfig
 
 
-def doctor(kubeconfig: Path) -> tuple[int, list[dict[str, Any]]]:
+def doctor(kubeconfig: Path) -> tuple[int, Found]:
     try:
-        return run_doctor(kubeconfig)
+        status, findings = run_doctor(kubeconfig)
     except RuntimeError as error:
         pytest.fail(str(error))
+    return status, {(f["code"], f["object"]["kind"], f["object"]["name"]) for f in findings}
 
 
-def codes(findings: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
-    return {(f["code"], f["object"]["kind"], f["object"]["name"]) for f in findings}
+def reports(kubeconfig: Path, expected: tuple[int, Found], timeout: float = 90) -> tuple[int, Found]:
+    return until(lambda: doctor(kubeconfig), expected, timeout)
 
 
-def test_doctor_finds_nothing_wrong_and_then_the_hooks_without_endpoints(
-    request: pytest.FixtureRequest, cluster: Cluster, hooks: Api
-) -> None:
-    kubeconfig = doctor_kubeconfig(cluster)
-    status, findings = doctor(kubeconfig)
-    record(request, {"routing": cluster.routing, "healthy": sorted(codes(findings)), "exit": status})
-    assert (status, findings) == (0, []), findings
+# -- each setup broken in one way ---------------------------------------------------------------------
 
-    scale = ("scale", "deployment", product.HOOKS_DEPLOYMENT, "-n", product.WEBHOOK_NAMESPACE)
+Breakage = Callable[[Cluster], Iterator[tuple[int, Found]]]
+BREAKAGES: dict[str, Breakage] = {}
+
+
+def breakage(function: Breakage) -> Breakage:
+    """Register a generator that breaks the deployment one way, yields what doctor must report, and
+    repairs it after the yield."""
+    BREAKAGES[function.__name__] = function
+    return function
+
+
+@contextmanager
+def scaled_to_zero(cluster: Cluster, deployment: str) -> Iterator[None]:
+    scale = ("scale", "deployment", deployment, "-n", NAMESPACE)
     cluster.kubectl.run(*scale, "--replicas=0")
-
-    def with_findings() -> tuple[int, list[dict[str, Any]]] | None:
-        result = doctor(kubeconfig)
-        return result if result[1] else None
-
     try:
-        status, findings = eventually(
-            with_findings, timeout=60, what="doctor to notice the hooks without endpoints"
-        )
+        yield
     finally:
         cluster.kubectl.run(*scale, "--replicas=2")
-        product.rollout_status(cluster, product.HOOKS_DEPLOYMENT)
+        product.rollout_status(cluster, deployment)
+
+
+@breakage
+def hooks_scaled_to_zero(cluster: Cluster) -> Iterator[tuple[int, Found]]:
+    with scaled_to_zero(cluster, product.HOOKS_DEPLOYMENT):
+        yield 1, {("KFX203", "DecoratorController", "kubeflow-extension-profile-access")}
+
+
+@breakage
+def webhook_scaled_to_zero(cluster: Cluster) -> Iterator[tuple[int, Found]]:
+    """Nothing here creates a trial Pod meanwhile: with failurePolicy Fail it would be refused."""
+    with scaled_to_zero(cluster, product.WEBHOOK_DEPLOYMENT):
+        yield 1, {("KFX111", "Service", WEBHOOK_SERVICE)}
+
+
+def _stored(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object without what the API server sets, to create or replace it as it was."""
+    kept = {k: v for k, v in obj["metadata"].items() if k in ("name", "namespace", "labels", "annotations")}
+    return {**obj, "metadata": kept}
+
+
+@contextmanager
+def secret_replaced(cluster: Cluster, change: Callable[[dict[str, str]], None] | None) -> Iterator[None]:
+    """The serving Secret with ``change`` made to its data (None: deleted); the original put back after.
+    The replicas read it only once per renewal interval (an hour as shipped), so they serve on meanwhile."""
+    original = cluster.kubectl("get", "secret", DEFAULT_SECRET, "-n", NAMESPACE)
+    if change is None:
+        cluster.kubectl.run("delete", "secret", DEFAULT_SECRET, "-n", NAMESPACE)
+    else:
+        changed = _stored(original)
+        changed["data"] = dict(original["data"])
+        change(changed["data"])
+        cluster.kubectl.run("replace", "-f", "-", stdin=json.dumps(changed))
+    try:
+        yield
+    finally:
+        verb = "create" if change is None else "replace"
+        cluster.kubectl.run(verb, "-f", "-", stdin=json.dumps(_stored(original)))
+
+
+def _reissued(
+    *, issued: datetime.timedelta, validity: datetime.timedelta, dns_names: tuple[str, ...] | None = None
+) -> Callable[[dict[str, str]], None]:
+    """A serving pair from the Secret's own CA, issued ``issued`` from now and valid for ``validity``, for
+    the Service's names unless ``dns_names`` says otherwise."""
+
+    def change(data: dict[str, str]) -> None:
+        ca = certificates.KeyPair(base64.b64decode(data[CA_CERT]), base64.b64decode(data[CA_KEY]))
+        names = dns_names or (
+            f"{WEBHOOK_SERVICE}.{NAMESPACE}.svc",
+            f"{WEBHOOK_SERVICE}.{NAMESPACE}.svc.cluster.local",
+        )
+        now = datetime.datetime.now(datetime.UTC) + issued
+        pair = certificates.issue(ca, WEBHOOK_SERVICE, now, validity, dns_names=names)
+        data[TLS_CERT] = base64.b64encode(pair.cert).decode()
+        data[TLS_KEY] = base64.b64encode(pair.key).decode()
+
+    return change
+
+
+SERVICE_REF = ("Service", WEBHOOK_SERVICE)
+
+
+@breakage
+def serving_secret_deleted(cluster: Cluster) -> Iterator[tuple[int, Found]]:
+    with secret_replaced(cluster, None):
+        yield 1, {("KFX106", "Secret", DEFAULT_SECRET)}
+
+
+@breakage
+def serving_certificate_expired(cluster: Cluster) -> Iterator[tuple[int, Found]]:
+    day = datetime.timedelta(days=1)
+    with secret_replaced(cluster, _reissued(issued=-3 * day, validity=day)):
+        yield 1, {("KFX108", *SERVICE_REF)}
+
+
+@breakage
+def serving_certificate_expiring(cluster: Cluster) -> Iterator[tuple[int, Found]]:
+    with secret_replaced(
+        cluster, _reissued(issued=datetime.timedelta(0), validity=datetime.timedelta(days=3))
+    ):
+        yield 2, {("KFX109", *SERVICE_REF)}
+
+
+@breakage
+def serving_certificate_for_another_name(cluster: Cluster) -> Iterator[tuple[int, Found]]:
+    other = ("kubeflow-extension-webhook.elsewhere.svc",)
+    year = datetime.timedelta(days=365)
+    with secret_replaced(cluster, _reissued(issued=datetime.timedelta(0), validity=year, dns_names=other)):
+        yield 1, {("KFX110", *SERVICE_REF)}
+
+
+@breakage
+def ca_bundle_of_another_ca(cluster: Cluster) -> Iterator[tuple[int, Found]]:
+    """kube-apiserver would refuse the webhook's certificate (unknown authority) until it is put back."""
+    configuration = cluster.kubectl("get", "mutatingwebhookconfiguration", CONFIGURATION)
+    now = datetime.datetime.now(datetime.UTC)
+    other = certificates.new_ca("another CA", now, datetime.timedelta(days=30))
+    bundle = base64.b64encode(other.cert).decode()
+
+    def bundles(values: list[str]) -> None:
+        ops = [
+            {"op": "replace", "path": f"/webhooks/{i}/clientConfig/caBundle", "value": value}
+            for i, value in enumerate(values)
+        ]
+        cluster.kubectl.run(
+            "patch", "mutatingwebhookconfiguration", CONFIGURATION, "--type=json", "-p", json.dumps(ops)
+        )
+
+    entries = configuration["webhooks"]
+    bundles([bundle] * len(entries))
+    try:
+        yield 1, {("KFX107", "MutatingWebhookConfiguration", CONFIGURATION)}
+    finally:
+        bundles([entry["clientConfig"]["caBundle"] for entry in entries])
+
+
+def test_doctor_finds_nothing_wrong_then_each_broken_setup(
+    request: pytest.FixtureRequest, cluster: Cluster, hooks: Api
+) -> None:
+    """One cluster for all: each breakage is repaired, and doctor back at nothing, before the next."""
+    kubeconfig = doctor_kubeconfig(cluster)
+    healthy: tuple[int, Found] = (0, set())
+    status, found = doctor(kubeconfig)
+    record(request, {"routing": cluster.routing, "healthy": sorted(found), "exit": status})
+    assert (status, found) == healthy
+    expected, seen, repaired = {}, {}, {}
+    for name, breaks in BREAKAGES.items():
+        with contextmanager(breaks)(cluster) as expected[name]:
+            seen[name] = reports(kubeconfig, expected[name])
+        repaired[name] = reports(kubeconfig, healthy)
     record(
-        request, {"routing": cluster.routing, "hooks scaled to 0": sorted(codes(findings)), "exit": status}
+        request,
+        {"routing": cluster.routing, **{name: [s[0], sorted(s[1])] for name, s in seen.items()}},
     )
-    assert status == 1 and {f["code"] for f in findings} == {"KFX203"}, findings
+    assert seen == expected
+    assert repaired == dict.fromkeys(BREAKAGES, healthy)
