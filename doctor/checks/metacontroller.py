@@ -58,7 +58,9 @@ def check_running(snapshot: Snapshot, config: Config) -> list[Finding]:
 
 CUSTOMIZE_HOOK = (1, 3, 0)
 """The first release whose DecoratorControllerHooks has Customize: apis/metacontroller/v1alpha1/types.go
-@v1.3.0 (v0.3.0 to v1.2.1 have only Sync and Finalize). Before it the hooks get no related Profile."""
+@v1.3.0 (v0.3.0 to v1.2.1 have only Sync and Finalize). Before it the hooks get no related Profile.
+Kubeflow up to 1.4 shipped v0.3.0 (kubeflow/manifests apps/pipeline/upstream/third-party/metacontroller/
+base/stateful-set.yaml@v1.4.0); 1.5 ships v2.0.4."""
 
 
 def check_version(snapshot: Snapshot, config: Config) -> list[Finding]:

@@ -23,9 +23,12 @@ KATIB_TESTED = ((0, 9), (0, 19))
 """The README's compatibility table: the collectors' arguments are checked against these releases."""
 ISTIOD, ML_PIPELINE = "istiod", "ml-pipeline"
 NATIVE_SIDECARS_ENV = "ENABLE_NATIVE_SIDECARS"
-"""istiod's setting (pilot/pkg/features/pilot.go@1.27.0): "true" forces native sidecars on every node,
-"auto" (1.27's default) uses them only where every kubelet is >= 1.33 (pkg/kube/inject/webhook.go,
-DetectNativeSidecar), "false" (1.19-1.26's default) never."""
+"""istiod's setting (pilot/pkg/features/pilot.go@1.27.0): exactly "true" forces native sidecars on every
+node, "auto" (1.27's default) uses them only where every kubelet is >= 1.33 (pkg/kube/inject/webhook.go,
+DetectNativeSidecar), anything else never. Before 1.27 (from 1.19) it is a boolean, false by default,
+read as Go's strconv.ParseBool reads it."""
+ISTIO_NATIVE_SIDECARS_MODE = (1, 27)
+_GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _SERVER_VERSION = re.compile(r"v?(\d+)\.(\d+)")
 
 
@@ -103,7 +106,12 @@ def _environment(workload: Object) -> dict[str, str]:
 
 def check_native_sidecars(snapshot: Snapshot, config: Config) -> list[Finding]:
     istiod = workload(snapshot, ISTIOD)
-    if istiod is None or _environment(istiod).get(NATIVE_SIDECARS_ENV) != "true":
+    if istiod is None:
+        return []
+    value = _environment(istiod).get(NATIVE_SIDECARS_ENV)
+    istio = image_release(snapshot, ISTIOD)
+    boolean = istio is not None and istio[:2] < ISTIO_NATIVE_SIDECARS_MODE
+    if not (value == "true" or (boolean and value in _GO_TRUE)):
         return []
     old = sorted(
         f"{name_of(node)} ({kubelet})"

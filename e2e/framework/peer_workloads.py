@@ -31,14 +31,18 @@ KATIB_IMAGE = f"ghcr.io/kubeflow/katib/katib-controller:v{versions.pin('KATIB_VE
 """kubeflow/katib manifests/v1beta1/components/controller/controller.yaml@v0.19.0."""
 
 KFP_WITHOUT_TOKENS = "gcr.io/ml-pipeline/api-server:1.5.0"
-"""KFP 1.5, before token support (1.7); its images were gcr.io/ml-pipeline/* until 2.0."""
+"""KFP 1.5, before token support (1.7), under the image name KFP 1.x's
+manifests/kustomize/base/pipeline/kustomization.yaml gives its API server."""
 ISTIO_WITHOUT_POLICIES = "docker.io/istio/pilot:1.5.10"
 """Istio 1.5: ServiceRoleBinding, no AuthorizationPolicy (e2e/istio-legacy runs that release)."""
 ISTIO_WITHOUT_APPEND_ACTION = "docker.io/istio/pilot:1.14.6"
 """Istio 1.14: Envoy 1.22, before HeaderValueOption's append_action (Envoy 1.23, Istio 1.15)."""
-OLD_KATIB = "docker.io/kubeflowkatib/katib-controller:v0.8.0"
-"""Katib 0.8, older than the compatibility table's v0.9."""
+OLD_KATIB = "gcr.io/kubeflow-images-public/katib/v1alpha3/katib-controller:v0.8.0"
+"""Katib 0.8, older than the compatibility table's v0.9, as Kubeflow 1.0 pinned it:
+kubeflow/manifests katib/katib-controller/base/kustomization.yaml@v1.0.0."""
 OLD_METACONTROLLER = "metacontroller/metacontroller:v0.3.0"
+"""What Kubeflow up to 1.4 ran: kubeflow/manifests metacontroller/base/stateful-set.yaml@v1.0.0 and
+apps/pipeline/upstream/third-party/metacontroller/base/stateful-set.yaml@v1.4.0."""
 
 # (kind, name, namespace, image)
 _WORKLOADS = (

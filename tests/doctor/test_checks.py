@@ -349,6 +349,10 @@ BROKEN: dict[str, tuple[Callable[[Snapshot], Snapshot], set[tuple[str, Ref]]]] =
         _nodes("v1.30.2", "v1.28.5"),
         {("KFX405", Ref("Deployment", "istiod", "istio-system"))},
     ),
+    "ENABLE_NATIVE_SIDECARS=1 on istio 1.22, a Go boolean": (
+        lambda s: _nodes("v1.28.5")(_istiod_env("1")(s)),
+        {("KFX405", Ref("Deployment", "istiod", "istio-system"))},
+    ),
     "katib 0.8": (
         lambda s: _workload_image(
             s, "katib-controller", "gcr.io/kubeflow-images-public/katib/v1alpha3/katib-controller:v0.8.0"
@@ -389,6 +393,9 @@ NOT_JUDGED: dict[str, Callable[[Snapshot], Snapshot]] = {
         _istiod_env("auto")(s)
     ),
     "native sidecars forced, every kubelet 1.29 or later": _nodes("v1.29.0", "v1.37.2"),
+    "ENABLE_NATIVE_SIDECARS=True on istio 1.27, which reads only 'true'": lambda s: _nodes("v1.28.5")(
+        _istiod_env("True")(_workload_image(s, "istiod", "docker.io/istio/pilot:1.27.0"))
+    ),
     "katib 0.9 pinned by commit (kubeflow 1.1)": lambda s: _workload_image(
         s, "katib-controller", "gcr.io/kubeflow-images-public/katib/v1alpha3/katib-controller:917164a"
     ),
