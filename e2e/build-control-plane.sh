@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds etcd, kube-apiserver, kube-controller-manager, Metacontroller, for `just e2e-node` kube-scheduler and
 # the kubelet, the programs of the e2e/peers/katib module (run against Katib's own code by the tests), and for the
-# local cluster (step `cluster`) kube-proxy, CoreDNS and metrics-server, from their Go modules, and for the
+# local cluster (step `cluster`) kube-proxy, CoreDNS and metrics-server, for doctor's oldest Kubernetes (step
+# `oldest`) kube-apiserver and kube-controller-manager of that release, from their Go modules, and for the
 # node trials a full BusyBox from Debian's source package, into
 # ${KUBEFLOW_EXTENSION_CACHE:-~/.cache/kubeflow-extension}/<component>-<version>/, skipping any binary already there.
 # Every module comes from the Go module proxy, every Debian source through apt; nothing is written inside the
@@ -17,7 +18,6 @@ export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local
 # The checksum database has no entry for Metacontroller (its go.mod names another module path).
 export GONOSUMDB=github.com/metacontroller/metacontroller
 
-k8s_dir=$cache/kubernetes-$KUBERNETES_VERSION
 etcd_dir=$cache/etcd-$ETCD_VERSION
 mc_dir=$cache/metacontroller-$METACONTROLLER_VERSION
 katib_dir=$cache/katib-$KATIB_VERSION
@@ -57,17 +57,17 @@ for r in json.load(sys.stdin).get("Replace") or ():
   for line in $replaces; do go mod edit -replace="$line"; done
 }
 
-# Builds the named k8s.io/kubernetes commands (all from one wrapper module, in its own source directory so
-# that two of these builds may run at once) unless every one of them is already there.
+# Builds the named k8s.io/kubernetes commands of one release (all from one wrapper module, in its own source
+# directory so that two of these builds may run at once) unless every one of them is already there.
 build_kubernetes_commands() {
-  local label=$1 command missing=()
-  shift
-  for command in "$@"; do [[ -x $k8s_dir/bin/$command ]] || missing+=("$command"); done
-  if ((${#missing[@]} == 0)); then log "kubernetes $KUBERNETES_VERSION $label: cached"; return; fi
-  log "kubernetes $KUBERNETES_VERSION $label: building ${missing[*]}"
-  wrapper "$k8s_dir" k8sbins "src-$label"
-  local staging=0.${KUBERNETES_VERSION#1.} gomod
-  gomod=$(go mod download -json "k8s.io/kubernetes@v$KUBERNETES_VERSION" |
+  local version=$1 label=$2 command missing=() dir=$cache/kubernetes-$1
+  shift 2
+  for command in "$@"; do [[ -x $dir/bin/$command ]] || missing+=("$command"); done
+  if ((${#missing[@]} == 0)); then log "kubernetes $version $label: cached"; return; fi
+  log "kubernetes $version $label: building ${missing[*]}"
+  wrapper "$dir" k8sbins "src-$label"
+  local staging=0.${version#1.} gomod
+  gomod=$(go mod download -json "k8s.io/kubernetes@v$version" |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["GoMod"])')
   # k8s.io/kubernetes requires each staging module at v0.0.0 and resolves it through a replace that only
   # applies inside its own repository; replace every one of them by its published twin.
@@ -75,19 +75,28 @@ build_kubernetes_commands() {
   while read -r module; do
     go mod edit -replace="$module=$module@v$staging"
   done < <(awk '$1 ~ /^k8s\.io\// && $2 == "v0.0.0" {print $1}' "$gomod" | sort -u)
-  go get "k8s.io/kubernetes@v$KUBERNETES_VERSION" >/dev/null
-  local minor=${KUBERNETES_VERSION#1.}; minor=${minor%%.*}
-  local stamp="-X k8s.io/component-base/version.gitVersion=v$KUBERNETES_VERSION"
-  stamp+=" -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
-  new_out "$k8s_dir"
-  go build -trimpath -ldflags "-s -w $stamp" -o "$out/" "${missing[@]/#/k8s.io/kubernetes/cmd/}"
-  install_out "$k8s_dir"
-  log "kubernetes $KUBERNETES_VERSION $label: done"
+  go get "k8s.io/kubernetes@v$version" >/dev/null
+  local minor=${version#1.}; minor=${minor%%.*}
+  # Both packages its hack/lib/version.sh stamps: before 1.28 the aggregator's /version reads client-go's.
+  local package stamp=""
+  for package in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    stamp+=" -X $package.gitVersion=v$version -X $package.gitMajor=1 -X $package.gitMinor=$minor"
+  done
+  new_out "$dir"
+  go build -trimpath -ldflags "-s -w$stamp" -o "$out/" "${missing[@]/#/k8s.io/kubernetes/cmd/}"
+  install_out "$dir"
+  log "kubernetes $version $label: done"
 }
 
-build_kubernetes() { build_kubernetes_commands control-plane kube-apiserver kube-controller-manager; }
-build_node() { build_kubernetes_commands node kube-scheduler kubelet; }
-build_kube_proxy() { build_kubernetes_commands proxy kube-proxy; }
+build_kubernetes() {
+  build_kubernetes_commands "$KUBERNETES_VERSION" control-plane kube-apiserver kube-controller-manager
+}
+build_node() { build_kubernetes_commands "$KUBERNETES_VERSION" node kube-scheduler kubelet; }
+build_kube_proxy() { build_kubernetes_commands "$KUBERNETES_VERSION" proxy kube-proxy; }
+# The oldest control plane doctor is run against (e2e/test_doctor.py).
+build_oldest() {
+  build_kubernetes_commands "$KUBERNETES_OLDEST_VERSION" control-plane kube-apiserver kube-controller-manager
+}
 
 build_etcd() {
   if [[ -x $etcd_dir/bin/etcd ]]; then log "etcd $ETCD_VERSION: cached"; return; fi
@@ -290,7 +299,7 @@ what=${1:-all}
 case $what in
   # Each step is a command of its own, in a subshell (its cd and trap stay there): bash ignores `set -e` inside
   # every command of an && list but the last, so a chain of steps would go on past a failed build.
-  all) for step in etcd metacontroller kubernetes node katib busybox cluster; do ("build_$step"); done ;;
-  etcd|metacontroller|kubernetes|node|katib|busybox|cluster) ("build_$what") ;;
-  *) echo "usage: $0 [all|etcd|metacontroller|kubernetes|node|katib|busybox|cluster]" >&2; exit 2 ;;
+  all) for step in etcd metacontroller kubernetes node katib busybox cluster oldest; do ("build_$step"); done ;;
+  etcd|metacontroller|kubernetes|node|katib|busybox|cluster|oldest) ("build_$what") ;;
+  *) echo "usage: $0 [all|etcd|metacontroller|kubernetes|node|katib|busybox|cluster|oldest]" >&2; exit 2 ;;
 esac

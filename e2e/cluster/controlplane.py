@@ -90,6 +90,28 @@ CLUSTER_CONTROLLERS = (
     "pod-garbage-collector-controller",
 )
 
+NAMES_BEFORE_1_28 = {
+    "job-controller": "job",
+    "garbage-collector-controller": "garbagecollector",
+    "namespace-controller": "namespace",
+    "serviceaccount-controller": "serviceaccount",
+    "serviceaccount-token-controller": "serviceaccount-token",
+    "root-ca-certificate-publisher-controller": "root-ca-cert-publisher",
+    "clusterrole-aggregation-controller": "clusterrole-aggregation",
+    "resourcequota-controller": "resourcequota",
+    "ttl-after-finished-controller": "ttl-after-finished",
+    "node-lifecycle-controller": "nodelifecycle",
+    "endpointslice-controller": "endpointslice",
+    "deployment-controller": "deployment",
+    "replicaset-controller": "replicaset",
+    "disruption-controller": "disruption",
+    "horizontal-pod-autoscaler-controller": "horizontalpodautoscaling",
+    "statefulset-controller": "statefulset",
+    "pod-garbage-collector-controller": "podgc",
+}
+"""The same controllers as kube-controller-manager named them before 1.28 (its ``--help`` at v1.27.16
+lists "All controllers: ... garbagecollector, ... job, namespace, ..."), for the oldest Kubernetes."""
+
 # Generous: two cores, and kube-apiserver installs all its bootstrap objects on first start.
 APISERVER_READY_TIMEOUT = 120.0
 READY_TIMEOUT = 60.0
@@ -545,7 +567,10 @@ class ControlPlane(ProcessGroup):
         return [f"--bind-address={self.node_address}", f"--advertise-address={self.node_address}"]
 
     def _controllers(self) -> tuple[str, ...]:
-        return KCM_CONTROLLERS + (CLUSTER_CONTROLLERS if self.node_address else ())
+        names = KCM_CONTROLLERS + (CLUSTER_CONTROLLERS if self.node_address else ())
+        if self.versions.kubernetes_minor < (1, 28):
+            return tuple(NAMES_BEFORE_1_28[name] for name in names)
+        return names
 
     def _start_metacontroller(self, watch: list[ManagedProcess]) -> ManagedProcess:
         """Metacontroller as a local process; whichever it is (1.5 or v4), its flags come from its --help."""

@@ -8,6 +8,7 @@ only parses it. Binaries are built into
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import subprocess
@@ -57,6 +58,11 @@ class Versions:
     """``METACONTROLLER_BINARY``: a Metacontroller the user has (e.g. v4), instead of the built one."""
     metacontroller_crds_override: Path | None = None
     """``METACONTROLLER_CRDS``: the CRDs matching that binary."""
+
+    @property
+    def kubernetes_minor(self) -> tuple[int, int]:
+        major, minor, *_ = self.kubernetes.split(".")
+        return int(major), int(minor)
 
     @property
     def kubernetes_dir(self) -> Path:
@@ -184,6 +190,11 @@ def load() -> Versions:
         metacontroller_override=_path_setting(os.environ, METACONTROLLER_BINARY_ENV),
         metacontroller_crds_override=_path_setting(os.environ, METACONTROLLER_CRDS_ENV),
     )
+
+
+def oldest() -> Versions:
+    """The pinned versions, with the oldest Kubernetes doctor is run against for Kubernetes."""
+    return dataclasses.replace(load(), kubernetes=pin("KUBERNETES_OLDEST_VERSION"))
 
 
 if __name__ == "__main__":
