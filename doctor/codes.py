@@ -183,8 +183,10 @@ KATIB_INJECTION_LABEL = Code(
 KUBERNETES_TOO_OLD = Code(
     "KFX401",
     "error",
-    "Kubernetes is older than 1.28: the webhook configuration's matchConditions are not supported",
-    "upgrade the cluster to Kubernetes >= 1.28",
+    "Kubernetes is older than 1.28 and stored the webhook configuration without its matchConditions: "
+    "every Pod and Job of the selected namespaces reaches the webhook",
+    "upgrade the cluster to Kubernetes >= 1.28 (on 1.27, the alpha gate AdmissionWebhookMatchConditions "
+    "keeps them), then re-apply the webhook's kustomization",
 )
 KFP_TOO_OLD_FOR_TOKEN = Code(
     "KFX402",

@@ -8,6 +8,7 @@ and tests build snapshots from YAML as the cluster stores it.
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,3 +86,16 @@ def images(workload: Object) -> list[str]:
     """The container images of a Deployment's or StatefulSet's Pod template."""
     spec = ((workload.get("spec") or {}).get("template") or {}).get("spec") or {}
     return [str(c.get("image", "")) for c in spec.get("containers") or [] if isinstance(c, Mapping)]
+
+
+_MINOR_VERSION = re.compile(r"v?(\d+)\.(\d+)")
+
+
+def minor_version(version: str | None) -> tuple[int, int] | None:
+    """``v1.27.16`` -> (1, 27); None when it names no release."""
+    match = _MINOR_VERSION.match(version or "")
+    return (int(match[1]), int(match[2])) if match else None
+
+
+def kubernetes_version(snapshot: Snapshot) -> tuple[int, int] | None:
+    return minor_version(snapshot.server_version)

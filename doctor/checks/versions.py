@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import re
-
 from doctor import codes, profiles
-from doctor.checks import metacontroller, namespaces
+from doctor.checks import metacontroller, namespaces, webhook
 from doctor.findings import Finding, Ref
-from doctor.snapshot import Object, Snapshot, images, name_of, ref
+from doctor.snapshot import Object, Snapshot, images, minor_version, name_of, ref
 from hooks.desired import HEADER_FORM_ANNOTATION, old_header_form
 from service.config import Config
 from webhook.mutations.collector import release
 
-MATCH_CONDITIONS = (1, 28)
 KFP_TOKEN = (1, 7)
 ISTIO_AUTHORIZATION_POLICY = (1, 6)
 ISTIO_APPEND_ACTION = (1, 15)
@@ -29,16 +26,6 @@ DetectNativeSidecar), anything else never. Before 1.27 (from 1.19) it is a boole
 read as Go's strconv.ParseBool reads it."""
 ISTIO_NATIVE_SIDECARS_MODE = (1, 27)
 _GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
-_SERVER_VERSION = re.compile(r"v?(\d+)\.(\d+)")
-
-
-def minor_version(version: str | None) -> tuple[int, int] | None:
-    match = _SERVER_VERSION.match(version or "")
-    return (int(match[1]), int(match[2])) if match else None
-
-
-def kubernetes_version(snapshot: Snapshot) -> tuple[int, int] | None:
-    return minor_version(snapshot.server_version)
 
 
 def workload(snapshot: Snapshot, name: str) -> Object | None:
@@ -56,10 +43,11 @@ def _dotted(version: tuple[int, ...]) -> str:
 
 
 def check_kubernetes(snapshot: Snapshot, config: Config) -> list[Finding]:
-    version = kubernetes_version(snapshot)
-    if version is None or version >= MATCH_CONDITIONS:
+    """Judged by what the server did: a 1.27 with its alpha gate on keeps the conditions and runs them."""
+    if not webhook.match_conditions_dropped(snapshot):
         return []
-    return [codes.KUBERNETES_TOO_OLD.at(Ref("Cluster", "kubernetes"), f"server {snapshot.server_version}")]
+    message = f"server {snapshot.server_version} stored the webhook configuration without its matchConditions"
+    return [codes.KUBERNETES_TOO_OLD.at(Ref("Cluster", "kubernetes"), message)]
 
 
 def check_kfp_for_token(snapshot: Snapshot, config: Config) -> list[Finding]:

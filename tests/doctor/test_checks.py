@@ -333,8 +333,10 @@ BROKEN: dict[str, tuple[Callable[[Snapshot], Snapshot], set[tuple[str, Ref]]]] =
         _label(HEADER, "katib.kubeflow.org/metrics-collector-injection", None),
         {("KFX307", NS_HEADER)},
     ),
-    "kubernetes 1.27": (
-        lambda s: dataclasses.replace(s, server_version="v1.27.9"),
+    "kubernetes 1.27, which stored the configuration without its matchConditions": (
+        lambda s: _entries(
+            dataclasses.replace(s, server_version="v1.27.16"), lambda e: e.pop("matchConditions", None)
+        ),
         {("KFX401", Ref("Cluster", "kubernetes"))},
     ),
     "token mode on kfp 1.5": (
@@ -398,6 +400,9 @@ NOT_JUDGED: dict[str, Callable[[Snapshot], Snapshot]] = {
     ),
     "katib 0.9 pinned by commit (kubeflow 1.1)": lambda s: _workload_image(
         s, "katib-controller", "gcr.io/kubeflow-images-public/katib/v1alpha3/katib-controller:917164a"
+    ),
+    "kubernetes 1.27 with AdmissionWebhookMatchConditions on: the conditions kept and run": lambda s: (
+        dataclasses.replace(s, server_version="v1.27.16")
     ),
     "katib 0.9.0": lambda s: _workload_image(
         s, "katib-controller", "docker.io/kubeflowkatib/katib-controller:v0.9.0"
