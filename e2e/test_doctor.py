@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from e2e.cluster.controlplane import REPO_ROOT, ControlPlane, Kubectl, LocalService
-from e2e.framework import peer_workloads
+from e2e.framework import peer_workloads, versions
 from e2e.framework.doctor import run as run_doctor
 from e2e.framework.doctor import until
 from e2e.framework.manifests import Document
@@ -77,13 +77,11 @@ def cluster_role_binding(user: str) -> Document:
     }
 
 
-@pytest.fixture(scope="module")
-def setup(
-    control_plane: ControlPlane, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Setup]:
+def deploy(control_plane: ControlPlane, directory: Path) -> Setup:
     """The shipped kustomizations (hooks and webhook local), the peers' workloads, one profile namespace
-    as Kubeflow's profile controller makes it, and a kubeconfig of a user bound to doctor's ClusterRole
-    only."""
+    as Kubeflow's profile controller makes it, and a kubeconfig (in ``directory``) of a user bound to
+    doctor's ClusterRole only."""
+    kubectl = control_plane.kubectl
     hooks = control_plane.start_service("hooks-doctor", "hooks.app:app")
     webhook = control_plane.start_service("webhook-doctor", "webhook.app:app", tls=True)
     controllers = control_plane.localized_manifests(REPO_ROOT / "metacontroller", hooks=hooks)
@@ -108,9 +106,16 @@ def setup(
     ]
     kubectl.apply(manifests)
     peer_workloads.mark_ready(kubectl)
-    kubeconfig = tmp_path_factory.mktemp("doctor") / "kubeconfig"
+    kubeconfig = directory / "kubeconfig"
     kubeconfig.write_text(control_plane.client_kubeconfig(USER))
-    yield Setup(kubectl, kubeconfig, hooks, manifests)
+    return Setup(kubectl, kubeconfig, hooks, manifests)
+
+
+@pytest.fixture(scope="module")
+def setup(
+    control_plane: ControlPlane, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Setup]:
+    yield deploy(control_plane, tmp_path_factory.mktemp("doctor"))
     kubectl.run("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=false")
     kubectl.run("delete", "profile", NAMESPACE, "--ignore-not-found")
     kubectl.run("delete", "mutatingwebhookconfiguration", CONFIGURATION, "--ignore-not-found")
@@ -428,6 +433,19 @@ def test_a_setup_broken_one_way_reports_exactly_that(setup: Setup, name: str) ->
     finally:
         setup.restore()
     settles_on(setup.kubeconfig, HEALTHY)
+
+
+def test_on_kubernetes_1_27_the_shipped_setup_reports_only_that_it_is_too_old(tmp_path: Path) -> None:
+    """The oldest Kubernetes's own control plane (kube-apiserver and kube-controller-manager 1.27), with
+    the same setup: the server stores the configuration without its matchConditions and says nothing, and
+    doctor names that cause once (KFX401) rather than a drift of every entry (KFX104)."""
+    with ControlPlane(versions=versions.oldest()) as oldest:
+        served = json.loads(oldest.kubectl.run("get", "--raw", "/version").stdout)["gitVersion"]
+        assert served == f"v{versions.oldest().kubernetes}"
+        s = deploy(oldest, tmp_path)
+        settles_on(s.kubeconfig, (1, {("KFX401", "Cluster", None, "kubernetes")}))
+        stored = oldest.kubectl("get", "mutatingwebhookconfiguration", CONFIGURATION)["webhooks"]
+        assert [entry.get("matchConditions") for entry in stored] == [None] * len(stored)
 
 
 def test_a_user_without_the_role_is_told_what_it_could_not_read(
