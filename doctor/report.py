@@ -9,13 +9,20 @@ from collections.abc import Mapping, Sequence
 from doctor.findings import Finding
 
 
-def as_json(findings: Sequence[Finding], facts: Mapping[str, object]) -> str:
-    return (
-        json.dumps({"facts": facts, "findings": [dataclasses.asdict(f) for f in findings]}, indent=2) + "\n"
-    )
+def as_json(
+    findings: Sequence[Finding], facts: Mapping[str, object], suppressed: Sequence[Finding] = ()
+) -> str:
+    document = {
+        "facts": facts,
+        "findings": [dataclasses.asdict(f) for f in findings],
+        "suppressed": [dataclasses.asdict(f) for f in suppressed],
+    }
+    return json.dumps(document, indent=2) + "\n"
 
 
-def as_text(findings: Sequence[Finding], facts: Mapping[str, object]) -> str:
+def as_text(
+    findings: Sequence[Finding], facts: Mapping[str, object], suppressed: Sequence[Finding] = ()
+) -> str:
     lines = [f"{key}: {value if value is not None else 'not found'}" for key, value in facts.items()]
     lines.append("")
     ordered = sorted(findings, key=lambda f: f.severity != "error")
@@ -26,4 +33,6 @@ def as_text(findings: Sequence[Finding], facts: Mapping[str, object]) -> str:
     lines.append(
         f"{errors} error(s), {len(findings) - errors} warning(s)" if findings else "no problem found"
     )
+    if suppressed:
+        lines.append(f"suppressed (--suppress): {', '.join(f'{f.code} {f.object}' for f in suppressed)}")
     return "\n".join(lines) + "\n"

@@ -9,7 +9,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -22,6 +22,9 @@ from service.config import IDENTITY_MODES
 from service.http import ClientError
 from service.logs import LOG_FORMATS
 from service.serve import GRACEFUL_TIMEOUT_SECONDS, SHUTDOWN_DELAY_SECONDS, TLSRequiredError, serve
+
+if TYPE_CHECKING:
+    from doctor.suppress import Suppression
 
 APPS = {"hooks": "hooks.app:app", "webhook": "webhook.app:app"}
 DEFAULT_PORTS = {"hooks": 8080, "webhook": 8443}
@@ -143,7 +146,7 @@ def serve_command(args: argparse.Namespace, config: configuration.Config) -> str
 
 def doctor_command(args: argparse.Namespace, config: configuration.Config) -> tuple[str, int]:
     """Read the cluster, run every check; the exit status says whether anything is wrong."""
-    from doctor import read, report
+    from doctor import read, report, suppress
     from doctor.diagnose import diagnose, facts, limited
     from doctor.findings import exit_status
 
@@ -151,9 +154,20 @@ def doctor_command(args: argparse.Namespace, config: configuration.Config) -> tu
         snapshot = read.snapshot(read.api_client(args.kubeconfig, args.context), config)
     except read.ReadError as error:
         raise UnreachableError(str(error)) from None
-    findings = diagnose(snapshot, config, args.namespace)
+    findings, suppressed = suppress.split(diagnose(snapshot, config, args.namespace), args.suppress)
     render = report.as_json if args.output == "json" else report.as_text
-    return render(findings, facts(limited(snapshot, args.namespace), config)), exit_status(findings)
+    read_facts = facts(limited(snapshot, args.namespace), config)
+    return render(findings, read_facts, suppressed), exit_status(findings)
+
+
+def suppression(text: str) -> Suppression:
+    """argparse's type for --suppress: its ValueError becomes a usage error naming the value."""
+    from doctor.suppress import parse
+
+    try:
+        return parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 IDENTITY_HELP = "instead of the configuration's identity_mode (a namespace or profile annotation still wins)"
@@ -226,6 +240,15 @@ def parser() -> argparse.ArgumentParser:
         "-n", "--namespace", action="append", default=[], help="only this profile namespace (repeatable)"
     )
     doctor.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    doctor.add_argument(
+        "--suppress",
+        action="append",
+        default=[],
+        type=suppression,
+        metavar="CODE[=OBJECT]",
+        help="a finding judged and accepted, e.g. KFX205 or 'KFX304=Namespace alice': shown apart, not "
+        "counted in the exit status (repeatable)",
+    )
     doctor.set_defaults(run=doctor_command)
     return root
 
