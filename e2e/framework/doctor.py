@@ -14,8 +14,9 @@ from typing import Any, TypeVar
 from e2e.framework.versions import E2E_DIR
 
 
-def run(kubeconfig: Path, *args: str) -> tuple[int, list[dict[str, Any]]]:
-    """Exit status and findings; RuntimeError (with its output) when it wrote no report."""
+def run_report(kubeconfig: Path, *args: str) -> tuple[int, dict[str, Any]]:
+    """Exit status and the whole JSON report (facts, findings, suppressed); RuntimeError (with its output)
+    when it wrote no report."""
     command = ["-m", "kubeflow_extension", "doctor", "-o", "json", "--kubeconfig", str(kubeconfig), *args]
     result = subprocess.run(
         [sys.executable, *command],
@@ -26,11 +27,18 @@ def run(kubeconfig: Path, *args: str) -> tuple[int, list[dict[str, Any]]]:
         check=False,
     )
     try:
-        findings: list[dict[str, Any]] = json.loads(result.stdout)["findings"]
+        document: dict[str, Any] = json.loads(result.stdout)
+        document["findings"]
     except (ValueError, KeyError):
         output = result.stdout[-1000:] + result.stderr[-2000:]
         raise RuntimeError(f"doctor exited {result.returncode} without a report: {output}") from None
-    return result.returncode, findings
+    return result.returncode, document
+
+
+def run(kubeconfig: Path, *args: str) -> tuple[int, list[dict[str, Any]]]:
+    """Exit status and findings."""
+    status, document = run_report(kubeconfig, *args)
+    return status, list(document["findings"])
 
 
 Report = TypeVar("Report")
