@@ -9,7 +9,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import yaml
 
@@ -39,6 +39,20 @@ class UnreachableError(Exception):
 
 
 UNREACHABLE_STATUS = 3
+USAGE_STATUS = 2
+DOCTOR_USAGE_STATUS = 4
+"""doctor's 2 means "warnings only", so a script must be able to tell a mistyped flag or a bad
+configuration from it."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with the exit status of a usage error chosen per command (argparse's own is 2)."""
+
+    usage_status = USAGE_STATUS
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(self.usage_status, f"{self.prog}: error: {message}\n")
 
 
 def _load_yaml(path: str, *kinds: str) -> dict[str, Any]:
@@ -174,8 +188,8 @@ IDENTITY_HELP = "instead of the configuration's identity_mode (a namespace or pr
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="kubeflow-extension", description=__doc__)
-    commands = root.add_subparsers(dest="command", required=True)
+    root = Parser(prog="kubeflow-extension", description=__doc__)
+    commands = root.add_subparsers(dest="command", required=True, parser_class=Parser)
     serve = commands.add_parser("serve", help="serve the hooks or the webhook")
     serve.add_argument("service", choices=sorted(APPS))
     serve.add_argument("--host", default="0.0.0.0", help="address to listen on (default: all)")  # noqa: S104
@@ -230,8 +244,10 @@ def parser() -> argparse.ArgumentParser:
     sync.set_defaults(run=sync_command)
     doctor = commands.add_parser(
         "doctor",
-        help="check a live cluster; exit 0 all pass, 1 any error, 2 warnings only, 3 cluster unreadable",
+        help="check a live cluster; exit 0 all pass, 1 any error, 2 warnings only, 3 cluster unreadable, "
+        "4 called wrong (a usage or configuration error)",
     )
+    doctor.usage_status = DOCTOR_USAGE_STATUS
     doctor.add_argument(
         "--kubeconfig", help="as kubectl's (default: $KUBECONFIG, ~/.kube/config, in-cluster)"
     )
@@ -265,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return UNREACHABLE_STATUS
     except (UsageError, configuration.ConfigError, TLSRequiredError) as error:
         print(f"kubeflow-extension {args.command}: {error}", file=sys.stderr)
-        return 2
+        return DOCTOR_USAGE_STATUS if args.command == "doctor" else USAGE_STATUS
     text, status = (output, 0) if isinstance(output, str) else output
     sys.stdout.write(text)
     return status
