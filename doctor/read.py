@@ -17,7 +17,7 @@ from kubernetes import client as k8s
 from kubernetes import config as kubeconfig
 
 from doctor import shipped
-from doctor.checks import metacontroller, webhook
+from doctor.checks import metacontroller, versions, webhook
 from doctor.snapshot import Object, Snapshot, Unreadable
 from hooks.istio import MANAGED_BY
 from service.certificate_rotation import DEFAULT_SECRET
@@ -117,6 +117,13 @@ def snapshot(api: Any, config: Config) -> Snapshot:
     secrets: tuple[Object, ...] = ()
     for name in sorted(secret_names):
         secrets += read.one(f"/api/v1/namespaces/{webhook_namespace}/secrets/{name}", "Secret")
+    workloads = read.items("/apis/apps/v1/deployments", "Deployment") + read.items(
+        "/apis/apps/v1/statefulsets", "StatefulSet"
+    )
+    # Every Node only where their kubelets' versions can matter: fewer reads, and no Node permission
+    # needed otherwise.
+    forced = versions.forcing_native_sidecars(workloads) is not None
+    nodes = read.items("/api/v1/nodes", "Node") if forced else ()
     return Snapshot(
         now=datetime.datetime.now(datetime.UTC),
         server_version=version.get("gitVersion"),
@@ -125,8 +132,7 @@ def snapshot(api: Any, config: Config) -> Snapshot:
         endpoint_slices=slices,
         secrets=secrets,
         certificates=certificates,
-        workloads=read.items("/apis/apps/v1/deployments", "Deployment")
-        + read.items("/apis/apps/v1/statefulsets", "StatefulSet"),
+        workloads=workloads,
         decorator_controllers=controllers,
         cluster_roles=read.items("/apis/rbac.authorization.k8s.io/v1/clusterroles", "ClusterRole"),
         cluster_role_bindings=read.items(
@@ -148,7 +154,7 @@ def snapshot(api: Any, config: Config) -> Snapshot:
             "ServiceAccount",
             fieldSelector=f"metadata.name={config.service_account}",
         ),
-        nodes=read.items("/api/v1/nodes", "Node"),
+        nodes=nodes,
         unreadable=tuple(read.unreadable),
     )
 

@@ -64,12 +64,16 @@ base/stateful-set.yaml@v1.4.0); 1.5 ships v2.0.4."""
 
 
 def check_version(snapshot: Snapshot, config: Config) -> list[Finding]:
-    """Releases read from image tags; a digest or a tag that names no release is not judged."""
+    """The release in the metacontroller image's tag (not a sidecar's); a digest or a tag that names no
+    release is not judged. Where one Metacontroller is ready, only the ready ones are: an idle leftover of
+    an older install is not the one running."""
+    found = metacontrollers(snapshot)
+    ready = [w for w in found if _ready(w)]
     findings = []
-    for workload in metacontrollers(snapshot):
-        found = [v for image in images(workload) if (v := release(image)) is not None]
-        if found and found[0] < CUSTOMIZE_HOOK:
-            version = ".".join(map(str, found[0]))
+    for workload in ready or found:
+        tagged = [v for i in images(workload) if "metacontroller" in i and (v := release(i)) is not None]
+        if tagged and tagged[0] < CUSTOMIZE_HOOK:
+            version = ".".join(map(str, tagged[0]))
             findings.append(codes.METACONTROLLER_TOO_OLD.at(ref(workload), f"Metacontroller {version}"))
     return findings
 
@@ -159,7 +163,8 @@ def _allows(rules: Iterable[Mapping[str, Any]], group: str, resource: str, verb:
 
 
 def check_permissions(snapshot: Snapshot, config: Config) -> list[Finding]:
-    running = metacontrollers(snapshot)
+    found = metacontrollers(snapshot)
+    running = [w for w in found if _ready(w)] or found  # not an idle leftover's account
     if not running:
         return []  # KFX201 says so; whose permissions to check is unknown
     pod_spec = ((running[0].get("spec") or {}).get("template") or {}).get("spec") or {}

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from doctor import codes, profiles
 from doctor.checks import metacontroller, namespaces, webhook
 from doctor.findings import Finding, Ref
-from doctor.snapshot import Object, Snapshot, images, minor_version, name_of, ref
+from doctor.snapshot import Object, Snapshot, images, kubernetes_version, minor_version, name_of, ref
 from hooks.desired import HEADER_FORM_ANNOTATION, old_header_form
 from service.config import Config
 from webhook.mutations.collector import release
@@ -20,12 +22,12 @@ KATIB_TESTED = ((0, 9), (0, 19))
 """The README's compatibility table: the collectors' arguments are checked against these releases."""
 ISTIOD, ML_PIPELINE = "istiod", "ml-pipeline"
 NATIVE_SIDECARS_ENV = "ENABLE_NATIVE_SIDECARS"
-"""istiod's setting (pilot/pkg/features/pilot.go@1.27.0): exactly "true" forces native sidecars on every
-node, "auto" (1.27's default) uses them only where every kubelet is >= 1.33 (pkg/kube/inject/webhook.go,
-DetectNativeSidecar), anything else never. Before 1.27 (from 1.19) it is a boolean, false by default,
-read as Go's strconv.ParseBool reads it."""
-ISTIO_NATIVE_SIDECARS_MODE = (1, 27)
-_GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+"""istiod's setting, read from 1.19 on. Exactly "true" forces native sidecars on every node: 1.19-1.26's
+injection template compares the string (manifests/charts/istio-control/istio-discovery/files/
+injection-template.yaml@1.19.0: ``eq (env "ENABLE_NATIVE_SIDECARS" "false") "true"``), and 1.27's
+"auto" default uses them only where every kubelet is >= 1.33 (pilot/pkg/features/pilot.go and
+pkg/kube/inject/webhook.go DetectNativeSidecar @1.27.0)."""
+ISTIO_READS_NATIVE_SIDECARS = (1, 19)
 
 
 def workload(snapshot: Snapshot, name: str) -> Object | None:
@@ -43,10 +45,17 @@ def _dotted(version: tuple[int, ...]) -> str:
 
 
 def check_kubernetes(snapshot: Snapshot, config: Config) -> list[Finding]:
-    """Judged by what the server did: a 1.27 with its alpha gate on keeps the conditions and runs them."""
-    if not webhook.match_conditions_dropped(snapshot):
+    """1.27 is judged by what the server did: with its alpha gate on it keeps the conditions and runs
+    them. Older releases do not know the field at all."""
+    version = kubernetes_version(snapshot)
+    if version is not None and version < webhook.MATCH_CONDITIONS_FIELD:
+        message = f"server {snapshot.server_version} has no matchConditions field"
+    elif webhook.match_conditions_dropped(snapshot):
+        message = (
+            f"server {snapshot.server_version} stored the webhook configuration without its matchConditions"
+        )
+    else:
         return []
-    message = f"server {snapshot.server_version} stored the webhook configuration without its matchConditions"
     return [codes.KUBERNETES_TOO_OLD.at(Ref("Cluster", "kubernetes"), message)]
 
 
@@ -92,14 +101,20 @@ def _environment(workload: Object) -> dict[str, str]:
     }
 
 
+def forcing_native_sidecars(workloads: Iterable[Object]) -> Object | None:
+    """istiod, when it puts every proxy in a native sidecar whatever the node (a release tag that names
+    no version is taken to read the setting)."""
+    istiod = next((w for w in workloads if name_of(w) == ISTIOD), None)
+    if istiod is None or _environment(istiod).get(NATIVE_SIDECARS_ENV) != "true":
+        return None
+    version = next((v for image in images(istiod) if (v := release(image)) is not None), None)
+    return None if version is not None and version[:2] < ISTIO_READS_NATIVE_SIDECARS else istiod
+
+
 def check_native_sidecars(snapshot: Snapshot, config: Config) -> list[Finding]:
-    istiod = workload(snapshot, ISTIOD)
+    """Nodes are read only when this can matter (doctor/read.py), so a snapshot without them passes."""
+    istiod = forcing_native_sidecars(snapshot.workloads)
     if istiod is None:
-        return []
-    value = _environment(istiod).get(NATIVE_SIDECARS_ENV)
-    istio = image_release(snapshot, ISTIOD)
-    boolean = istio is not None and istio[:2] < ISTIO_NATIVE_SIDECARS_MODE
-    if not (value == "true" or (boolean and value in _GO_TRUE)):
         return []
     old = sorted(
         f"{name_of(node)} ({kubelet})"

@@ -15,9 +15,10 @@ from service.config import Config
 KIND = "MutatingWebhookConfiguration"
 COMPARED = ("rules", "namespaceSelector", "objectSelector", "matchConditions")
 """What decides which objects reach which path; timeouts and the like may be tuned without harm."""
-MATCH_CONDITIONS_SINCE = (1, 28)
-"""Before 1.28 (AdmissionWebhookMatchConditions alpha, off) kube-apiserver stores the configuration
-without its matchConditions and says nothing: measured on kube-apiserver 1.27.16 (e2e/test_doctor.py)."""
+MATCH_CONDITIONS_FIELD, MATCH_CONDITIONS_SINCE = (1, 27), (1, 28)
+"""The field came in 1.27 behind the alpha gate AdmissionWebhookMatchConditions, on by default from 1.28.
+With the gate off, kube-apiserver 1.27 stores the configuration without its matchConditions and says
+nothing: measured on 1.27.16 (e2e/test_doctor.py)."""
 
 
 def configuration_name() -> str:

@@ -80,6 +80,21 @@ def _workload_image(s: Snapshot, name: str, image: str) -> Snapshot:
     return dataclasses.replace(s, workloads=_edit(s.workloads, name, change))
 
 
+def _workload_containers(s: Snapshot, name: str, container_images: list[str]) -> Snapshot:
+    def change(w: dict[str, Any]) -> None:
+        w["spec"]["template"]["spec"]["containers"] = [{"image": image} for image in container_images]
+
+    return dataclasses.replace(s, workloads=_edit(s.workloads, name, change))
+
+
+def _idle_old_metacontroller(s: Snapshot) -> Snapshot:
+    idle = healthy.workload(
+        "StatefulSet", "metacontroller", "kubeflow", "metacontroller/metacontroller:v0.3.0"
+    )
+    idle["status"] = {}
+    return dataclasses.replace(s, workloads=(*s.workloads, idle))
+
+
 def _nodes(*kubelets: str) -> Callable[[Snapshot], Snapshot]:
     nodes = tuple(healthy.node(f"node-{i}", kubelet) for i, kubelet in enumerate(kubelets))
     return lambda s: dataclasses.replace(s, nodes=nodes)
@@ -343,16 +358,16 @@ BROKEN: dict[str, tuple[Callable[[Snapshot], Snapshot], set[tuple[str, Ref]]]] =
         lambda s: _workload_image(s, "ml-pipeline", "gcr.io/ml-pipeline/api-server:1.5.0"),
         {("KFX402", NS_TOKEN)},
     ),
+    "kubernetes 1.26, which has no matchConditions (the configuration could not be applied)": (
+        lambda s: dataclasses.replace(s, server_version="v1.26.15"),
+        {("KFX401", Ref("Cluster", "kubernetes"))},
+    ),
     "metacontroller 0.3.0, as kubeflow 1.0-1.4 shipped it": (
         lambda s: _workload_image(s, "metacontroller", "metacontroller/metacontroller:v0.3.0"),
         {("KFX206", Ref("StatefulSet", "metacontroller", "metacontroller"))},
     ),
     "native sidecars forced with a kubelet 1.28": (
         _nodes("v1.30.2", "v1.28.5"),
-        {("KFX405", Ref("Deployment", "istiod", "istio-system"))},
-    ),
-    "ENABLE_NATIVE_SIDECARS=1 on istio 1.22, a Go boolean": (
-        lambda s: _nodes("v1.28.5")(_istiod_env("1")(s)),
         {("KFX405", Ref("Deployment", "istiod", "istio-system"))},
     ),
     "katib 0.8": (
@@ -398,9 +413,21 @@ NOT_JUDGED: dict[str, Callable[[Snapshot], Snapshot]] = {
     "ENABLE_NATIVE_SIDECARS=True on istio 1.27, which reads only 'true'": lambda s: _nodes("v1.28.5")(
         _istiod_env("True")(_workload_image(s, "istiod", "docker.io/istio/pilot:1.27.0"))
     ),
+    "ENABLE_NATIVE_SIDECARS=1 on istio 1.22, whose template compares the string": lambda s: _nodes("v1.28.5")(
+        _istiod_env("1")(s)
+    ),
+    "ENABLE_NATIVE_SIDECARS=true on istio 1.18, which does not read it": lambda s: _nodes("v1.28.5")(
+        _workload_image(s, "istiod", "docker.io/istio/pilot:1.18.7")
+    ),
     "katib 0.9 pinned by commit (kubeflow 1.1)": lambda s: _workload_image(
         s, "katib-controller", "gcr.io/kubeflow-images-public/katib/v1alpha3/katib-controller:917164a"
     ),
+    "metacontroller behind a sidecar whose tag is an older release": lambda s: _workload_containers(
+        s,
+        "metacontroller",
+        ["gcr.io/kubebuilder/kube-rbac-proxy:v0.13.1", "metacontrollerio/metacontroller:v2.0.4"],
+    ),
+    "an idle metacontroller 0.3.0 left beside a ready 4.17.2": _idle_old_metacontroller,
     "kubernetes 1.27 with AdmissionWebhookMatchConditions on: the conditions kept and run": lambda s: (
         dataclasses.replace(s, server_version="v1.27.16")
     ),
