@@ -409,12 +409,13 @@ def append_action_on_istio_1_14(s: Setup) -> Iterator[Expected]:
 def native_sidecars_forced_with_a_kubelet_1_28(s: Setup) -> Iterator[Expected]:
     """istiod told to use native sidecars everywhere, and one node whose kubelet predates them."""
     node = "e2e-doctor-kubelet-1-28"
-    peer_workloads.set_environment(s.kubectl, peer_workloads.ISTIOD, {"ENABLE_NATIVE_SIDECARS": "true"})
-    peer_workloads.register_node(s.kubectl, node, "v1.28.15")
     try:
+        peer_workloads.set_environment(s.kubectl, peer_workloads.ISTIOD, {"ENABLE_NATIVE_SIDECARS": "true"})
+        peer_workloads.register_node(s.kubectl, node, "v1.28.15")
         yield 1, in_profile("KFX405", "Deployment", peer_workloads.ISTIOD, "istio-system")
     finally:
-        s.kubectl.run("delete", "node", node)
+        s.kubectl.run("delete", "node", node, "--ignore-not-found")
+        # The re-applied manifests do not own the env (a patch set it), so it goes here.
         peer_workloads.set_environment(s.kubectl, peer_workloads.ISTIOD, None)
 
 

@@ -111,10 +111,13 @@ def set_image(kubectl: Kubectl, name: str, image: str) -> None:
 
 
 def set_environment(kubectl: Kubectl, name: str, environment: dict[str, str] | None) -> None:
-    """The container's ``env`` (None: none at all, as applied)."""
+    """The container's ``env`` (None: none at all, as applied; nothing to remove is no error)."""
     kind, namespace = _where(name)
     path = "/spec/template/spec/containers/0/env"
     if environment is None:
+        workload = kubectl("get", kind, name, "-n", namespace)
+        if "env" not in workload["spec"]["template"]["spec"]["containers"][0]:
+            return
         op: dict[str, Any] = {"op": "remove", "path": path}
     else:
         op = {"op": "add", "path": path, "value": [{"name": k, "value": v} for k, v in environment.items()]}
@@ -129,7 +132,11 @@ def register_node(kubectl: Kubectl, name: str, kubelet_version: str) -> None:
 
 
 def delete(kubectl: Kubectl, *names: str) -> None:
-    """The named workloads, or all of them (their namespaces stay: other tests share ``kubeflow``)."""
+    """The named workloads, or all of them with the namespaces only they use (``kubeflow`` stays: other
+    tests share it)."""
     for name in names or tuple(n for _, n, _, _ in _WORKLOADS):
         kind, namespace = _where(name)
         kubectl.run("delete", kind, name, "-n", namespace, "--ignore-not-found")
+    if not names:
+        for namespace in (METACONTROLLER, "istio-system"):
+            kubectl.run("delete", "namespace", namespace, "--ignore-not-found", "--wait=false")

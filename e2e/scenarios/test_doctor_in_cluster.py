@@ -122,8 +122,10 @@ def secret_replaced(cluster: Cluster, change: Callable[[dict[str, str]], None] |
     try:
         yield
     finally:
-        verb = "create" if change is None else "replace"
-        cluster.kubectl.run(verb, "-f", "-", stdin=json.dumps(_stored(original)))
+        # Deleted and created again, whatever happened meanwhile: a replica that started while it was
+        # broken may have written a Secret of its own.
+        cluster.kubectl.run("delete", "secret", DEFAULT_SECRET, "-n", NAMESPACE, "--ignore-not-found")
+        cluster.kubectl.run("create", "-f", "-", stdin=json.dumps(_stored(original)))
 
 
 def _reissued(
