@@ -214,7 +214,7 @@ NATIVE_SIDECARS_ON_OLD_NODES = Code(
     "istiod forces native sidecars (ENABLE_NATIVE_SIDECARS=true) but a node's kubelet is older than 1.29: "
     "there the proxy is an init container that never ends, so Pods with a sidecar never start",
     "set ENABLE_NATIVE_SIDECARS=auto (Istio >= 1.27: it checks each node) or false, or upgrade the nodes "
-    "to Kubernetes >= 1.29",
+    "to Kubernetes >= 1.29 (a 1.28 kubelet with the SidecarContainers gate on is fine: --suppress KFX405)",
 )
 KATIB_UNTESTED = Code(
     "KFX406",

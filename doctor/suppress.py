@@ -45,3 +45,9 @@ def split(
     for finding in findings:
         (suppressed if any(s.matches(finding) for s in suppressions) else kept).append(finding)
     return kept, suppressed
+
+
+def unmatched(suppressions: Sequence[Suppression], suppressed: Sequence[Finding]) -> list[Suppression]:
+    """Suppressions of an object that silenced nothing: a mistyped object would otherwise pass unseen.
+    A code alone is not listed: its finding may simply be gone."""
+    return [s for s in suppressions if s.object is not None and not any(s.matches(f) for f in suppressed)]

@@ -169,6 +169,11 @@ def doctor_command(args: argparse.Namespace, config: configuration.Config) -> tu
     except read.ReadError as error:
         raise UnreachableError(str(error)) from None
     findings, suppressed = suppress.split(diagnose(snapshot, config, args.namespace), args.suppress)
+    for unused in suppress.unmatched(args.suppress, suppressed):
+        print(
+            f"kubeflow-extension doctor: --suppress {unused.code}={unused.object} matched no finding",
+            file=sys.stderr,
+        )
     render = report.as_json if args.output == "json" else report.as_text
     read_facts = facts(limited(snapshot, args.namespace), config)
     return render(findings, read_facts, suppressed), exit_status(findings)

@@ -10,7 +10,7 @@ import pytest
 from doctor import report
 from doctor.diagnose import diagnose
 from doctor.findings import Finding, exit_status
-from doctor.suppress import Suppression, parse, split
+from doctor.suppress import Suppression, parse, split, unmatched
 from hooks.identity import MODE_LABEL
 from tests.doctor import healthy
 from tests.doctor.healthy import CONFIG, HEADER, TOKEN
@@ -35,6 +35,12 @@ def test_a_code_and_object_suppress_that_finding_only() -> None:
     assert [f.object.name for f in kept] == [HEADER]
     assert [f.object.name for f in suppressed] == [TOKEN]
     assert exit_status(kept) == 1
+
+
+def test_an_object_that_matched_nothing_is_named_a_code_alone_is_not() -> None:
+    given = [parse("KFX304=Namespace nobody"), parse(f"KFX304=Namespace {TOKEN}"), parse("KFX205")]
+    _, suppressed = split(both_namespaces_unlabelled(), given)
+    assert unmatched(given, suppressed) == [Suppression("KFX304", "Namespace nobody")]
 
 
 def test_a_suppression_of_another_code_changes_nothing() -> None:
