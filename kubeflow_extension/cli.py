@@ -46,13 +46,12 @@ configuration from it."""
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, with the exit status of a usage error chosen per command (argparse's own is 2)."""
-
-    usage_status = USAGE_STATUS
+    """argparse, with the exit status of a usage error chosen per command (argparse's own is 2): a
+    command's ``set_defaults(usage_status=...)``, which main() also reads for the errors found later."""
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
-        self.exit(self.usage_status, f"{self.prog}: error: {message}\n")
+        self.exit(self.get_default("usage_status") or USAGE_STATUS, f"{self.prog}: error: {message}\n")
 
 
 def _load_yaml(path: str, *kinds: str) -> dict[str, Any]:
@@ -252,7 +251,6 @@ def parser() -> argparse.ArgumentParser:
         help="check a live cluster; exit 0 all pass, 1 any error, 2 warnings only, 3 cluster unreadable, "
         "4 called wrong (a usage or configuration error)",
     )
-    doctor.usage_status = DOCTOR_USAGE_STATUS
     doctor.add_argument(
         "--kubeconfig", help="as kubectl's (default: $KUBECONFIG, ~/.kube/config, in-cluster)"
     )
@@ -270,7 +268,7 @@ def parser() -> argparse.ArgumentParser:
         help="a finding judged and accepted, e.g. KFX205 or 'KFX304=Namespace alice': shown apart, not "
         "counted in the exit status (repeatable)",
     )
-    doctor.set_defaults(run=doctor_command)
+    doctor.set_defaults(run=doctor_command, usage_status=DOCTOR_USAGE_STATUS)
     return root
 
 
@@ -286,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return UNREACHABLE_STATUS
     except (UsageError, configuration.ConfigError, TLSRequiredError) as error:
         print(f"kubeflow-extension {args.command}: {error}", file=sys.stderr)
-        return DOCTOR_USAGE_STATUS if args.command == "doctor" else USAGE_STATUS
+        return int(getattr(args, "usage_status", USAGE_STATUS))
     text, status = (output, 0) if isinstance(output, str) else output
     sys.stdout.write(text)
     return status
