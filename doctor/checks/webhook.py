@@ -59,14 +59,18 @@ def _dropped_by_the_server(snapshot: Snapshot, expected: Mapping[str, Any], live
     )
 
 
+def _paired(live: Object) -> list[tuple[Mapping[str, Any], Mapping[str, Any] | None]]:
+    """Each shipped entry with the live entry of its name (None: missing)."""
+    by_name = {str(e.get("name")): e for e in entries(live)}
+    return [(expected, by_name.get(str(expected["name"]))) for expected in shipped.webhook_entries()]
+
+
 def match_conditions_dropped(snapshot: Snapshot) -> bool:
     """Our configuration lost its matchConditions to a server that does not know them (KFX401)."""
     live = ours(snapshot)
-    by_name = {str(e.get("name")): e for e in entries(live)} if live else {}
-    return any(
-        _dropped_by_the_server(snapshot, expected, by_name[name])
-        for expected in shipped.webhook_entries()
-        if (name := str(expected["name"])) in by_name
+    return live is not None and any(
+        entry is not None and _dropped_by_the_server(snapshot, expected, entry)
+        for expected, entry in _paired(live)
     )
 
 
@@ -96,10 +100,8 @@ def check_configuration(snapshot: Snapshot, config: Config) -> list[Finding]:
     live = ours(snapshot)
     if live is None:
         return [codes.WEBHOOK_CONFIGURATION_MISSING.at(our_ref(), f"{KIND} {configuration_name()} not found")]
-    by_name = {str(e.get("name")): e for e in entries(live)}
     findings = []
-    for expected in shipped.webhook_entries():
-        entry = by_name.get(str(expected["name"]))
+    for expected, entry in _paired(live):
         if entry is None:
             findings.append(codes.WEBHOOK_ENTRY_MISSING.at(our_ref(), f"entry {expected['name']} is missing"))
             continue
