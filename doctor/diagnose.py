@@ -61,7 +61,7 @@ def facts(snapshot: Snapshot, config: Config) -> Mapping[str, str | int | None]:
     mc = metacontroller.metacontrollers(snapshot)
 
     def image(name: str) -> str | None:
-        found = versions.workload(snapshot, name)
+        found = versions.workload(snapshot.workloads, name)
         return next(iter(images(found)), None) if found else None
 
     return {

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from doctor.findings import Ref
+from webhook.mutations.collector import release
 
 Object = Mapping[str, Any]
 
@@ -86,6 +87,12 @@ def images(workload: Object) -> list[str]:
     """The container images of a Deployment's or StatefulSet's Pod template."""
     spec = ((workload.get("spec") or {}).get("template") or {}).get("spec") or {}
     return [str(c.get("image", "")) for c in spec.get("containers") or [] if isinstance(c, Mapping)]
+
+
+def tagged_release(workload: Object, containing: str = "") -> tuple[int, int, int] | None:
+    """The release in the tag of its first image (whose name contains ``containing``) that names one; None
+    for digests and tags such as a commit."""
+    return next((v for i in images(workload) if containing in i and (v := release(i)) is not None), None)
 
 
 _MINOR_VERSION = re.compile(r"v?(\d+)\.(\d+)")

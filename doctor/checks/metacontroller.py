@@ -8,10 +8,9 @@ from typing import Any
 from doctor import codes, services, shipped
 from doctor.findings import Finding, Ref
 from doctor.profiles import served_namespaces
-from doctor.snapshot import Object, Snapshot, images, labels_of, name_of, namespace_of, ref
+from doctor.snapshot import Object, Snapshot, images, labels_of, name_of, namespace_of, ref, tagged_release
 from hooks import identity
 from service.config import Config
-from webhook.mutations.collector import release
 
 HOOKS = ("customize", "sync")
 CHILD_VERBS = ("get", "list", "watch", "create", "update", "patch", "delete")
@@ -26,6 +25,13 @@ def metacontrollers(snapshot: Snapshot) -> list[Object]:
 
 def _ready(workload: Object) -> bool:
     return int((workload.get("status") or {}).get("readyReplicas") or 0) > 0
+
+
+def at_work(snapshot: Snapshot) -> list[Object]:
+    """The ready Metacontrollers, or every one found when none is: an idle leftover of an older install
+    beside a ready one is not the Metacontroller at work."""
+    found = metacontrollers(snapshot)
+    return [w for w in found if _ready(w)] or found
 
 
 def _labelled_by_a_sync(snapshot: Snapshot, config: Config) -> bool:
@@ -67,14 +73,12 @@ def check_version(snapshot: Snapshot, config: Config) -> list[Finding]:
     """The release in the metacontroller image's tag (not a sidecar's); a digest or a tag that names no
     release is not judged. Where one Metacontroller is ready, only the ready ones are: an idle leftover of
     an older install is not the one running."""
-    found = metacontrollers(snapshot)
-    ready = [w for w in found if _ready(w)]
     findings = []
-    for workload in ready or found:
-        tagged = [v for i in images(workload) if "metacontroller" in i and (v := release(i)) is not None]
-        if tagged and tagged[0] < CUSTOMIZE_HOOK:
-            version = ".".join(map(str, tagged[0]))
-            findings.append(codes.METACONTROLLER_TOO_OLD.at(ref(workload), f"Metacontroller {version}"))
+    for workload in at_work(snapshot):
+        version = tagged_release(workload, "metacontroller")
+        if version is not None and version < CUSTOMIZE_HOOK:
+            dotted = ".".join(map(str, version))
+            findings.append(codes.METACONTROLLER_TOO_OLD.at(ref(workload), f"Metacontroller {dotted}"))
     return findings
 
 
@@ -163,13 +167,12 @@ def _allows(rules: Iterable[Mapping[str, Any]], group: str, resource: str, verb:
 
 
 def check_permissions(snapshot: Snapshot, config: Config) -> list[Finding]:
-    found = metacontrollers(snapshot)
-    running = [w for w in found if _ready(w)] or found  # not an idle leftover's account
-    if not running:
+    chosen = at_work(snapshot)
+    if not chosen:
         return []  # KFX201 says so; whose permissions to check is unknown
-    pod_spec = ((running[0].get("spec") or {}).get("template") or {}).get("spec") or {}
+    pod_spec = ((chosen[0].get("spec") or {}).get("template") or {}).get("spec") or {}
     namespace, account = (
-        namespace_of(running[0]) or "default",
+        namespace_of(chosen[0]) or "default",
         str(pod_spec.get("serviceAccountName") or "default"),
     )
     rules = granted_rules(snapshot, namespace, account)

@@ -7,10 +7,9 @@ from collections.abc import Iterable
 from doctor import codes, profiles
 from doctor.checks import metacontroller, namespaces, webhook
 from doctor.findings import Finding, Ref
-from doctor.snapshot import Object, Snapshot, images, kubernetes_version, minor_version, name_of, ref
+from doctor.snapshot import Object, Snapshot, kubernetes_version, minor_version, name_of, ref, tagged_release
 from hooks.desired import HEADER_FORM_ANNOTATION, old_header_form
 from service.config import Config
-from webhook.mutations.collector import release
 
 KFP_TOKEN = (1, 7)
 ISTIO_AUTHORIZATION_POLICY = (1, 6)
@@ -30,14 +29,13 @@ pkg/kube/inject/webhook.go DetectNativeSidecar @1.27.0)."""
 ISTIO_READS_NATIVE_SIDECARS = (1, 19)
 
 
-def workload(snapshot: Snapshot, name: str) -> Object | None:
-    return next((w for w in snapshot.workloads if name_of(w) == name), None)
+def workload(workloads: Iterable[Object], name: str) -> Object | None:
+    return next((w for w in workloads if name_of(w) == name), None)
 
 
 def image_release(snapshot: Snapshot, name: str) -> tuple[int, int, int] | None:
-    found = workload(snapshot, name)
-    versions = [v for image in images(found) if (v := release(image))] if found else []
-    return versions[0] if versions else None
+    found = workload(snapshot.workloads, name)
+    return tagged_release(found) if found else None
 
 
 def _dotted(version: tuple[int, ...]) -> str:
@@ -104,10 +102,10 @@ def _environment(workload: Object) -> dict[str, str]:
 def forcing_native_sidecars(workloads: Iterable[Object]) -> Object | None:
     """istiod, when it puts every proxy in a native sidecar whatever the node (a release tag that names
     no version is taken to read the setting)."""
-    istiod = next((w for w in workloads if name_of(w) == ISTIOD), None)
+    istiod = workload(workloads, ISTIOD)
     if istiod is None or _environment(istiod).get(NATIVE_SIDECARS_ENV) != "true":
         return None
-    version = next((v for image in images(istiod) if (v := release(image)) is not None), None)
+    version = tagged_release(istiod)
     return None if version is not None and version[:2] < ISTIO_READS_NATIVE_SIDECARS else istiod
 
 
@@ -130,8 +128,8 @@ def check_native_sidecars(snapshot: Snapshot, config: Config) -> list[Finding]:
 
 def check_katib(snapshot: Snapshot, config: Config) -> list[Finding]:
     """A tag that names no release (Kubeflow 1.1 and 1.2 pinned Katib by commit) is not judged."""
-    katib = workload(snapshot, namespaces.KATIB_CONTROLLER)
-    version = image_release(snapshot, namespaces.KATIB_CONTROLLER)
+    katib = workload(snapshot.workloads, namespaces.KATIB_CONTROLLER)
+    version = tagged_release(katib) if katib else None
     oldest, newest = KATIB_TESTED
     if katib is None or version is None or oldest <= version[:2] <= newest:
         return []
