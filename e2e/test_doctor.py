@@ -23,8 +23,8 @@ import pytest
 
 from e2e.cluster.controlplane import REPO_ROOT, ControlPlane, Kubectl, LocalService
 from e2e.framework import peer_workloads, versions
+from e2e.framework.doctor import role_for, until, user_kubeconfig
 from e2e.framework.doctor import run as run_doctor
-from e2e.framework.doctor import until
 from e2e.framework.manifests import Document
 from e2e.framework.objects import profile_objects
 from hooks.identity import AMBIENT, AMBIENT_LABEL, MODE_ANNOTATION, MODE_LABEL
@@ -63,20 +63,6 @@ class Setup:
         peer_workloads.mark_ready(self.kubectl)
 
 
-def cluster_role_binding(user: str) -> Document:
-    return {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRoleBinding",
-        "metadata": {"name": user},
-        "roleRef": {
-            "apiGroup": "rbac.authorization.k8s.io",
-            "kind": "ClusterRole",
-            "name": "kubeflow-extension-doctor",
-        },
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
-    }
-
-
 def deploy(control_plane: ControlPlane, directory: Path) -> Setup:
     """The shipped kustomizations (hooks and webhook local), the peers' workloads, one profile namespace
     as Kubeflow's profile controller makes it, and a kubeconfig (in ``directory``) of a user bound to
@@ -98,16 +84,14 @@ def deploy(control_plane: ControlPlane, directory: Path) -> Setup:
         *peer_workloads.stand_ins(),
         *controllers,
         *webhooks,
-        *kubectl.kustomize(REPO_ROOT / "doctor" / "rbac"),
-        cluster_role_binding(USER),
+        *role_for(kubectl, USER),
         profile,
         namespace,
         account,
     ]
     kubectl.apply(manifests)
     peer_workloads.mark_ready(kubectl)
-    kubeconfig = directory / "kubeconfig"
-    kubeconfig.write_text(control_plane.client_kubeconfig(USER))
+    kubeconfig = user_kubeconfig(control_plane, USER, directory / "kubeconfig")
     return Setup(kubectl, kubeconfig, hooks, manifests)
 
 
@@ -452,8 +436,7 @@ def test_on_kubernetes_1_27_the_shipped_setup_reports_only_that_it_is_too_old(tm
 def test_a_user_without_the_role_is_told_what_it_could_not_read(
     setup: Setup, control_plane: ControlPlane, tmp_path: Path
 ) -> None:
-    stranger = tmp_path / "kubeconfig"
-    stranger.write_text(control_plane.client_kubeconfig("e2e-doctor-stranger"))
+    stranger = user_kubeconfig(control_plane, "e2e-doctor-stranger", tmp_path / "kubeconfig")
     status, found = doctor(stranger)
     assert status == 1
     assert {code for code, *_ in found} >= {"KFX001"}

@@ -11,7 +11,31 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from e2e.cluster.controlplane import REPO_ROOT, ControlPlane, Kubectl
+from e2e.framework.manifests import Document
 from e2e.framework.versions import E2E_DIR
+
+ROLE = "kubeflow-extension-doctor"
+
+
+def role_for(kubectl: Kubectl, user: str) -> list[Document]:
+    """doctor's ClusterRole from its kustomization (doctor/rbac/) and its binding to ``user``, to apply: a
+    user with nothing else, so any write or any missing permission shows."""
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": user},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": ROLE},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+    }
+    return [*kubectl.kustomize(REPO_ROOT / "doctor" / "rbac"), binding]
+
+
+def user_kubeconfig(plane: ControlPlane, user: str, path: Path) -> Path:
+    """A kubeconfig of ``user`` (a client certificate of the plane's CA), readable by its owner only."""
+    path.write_text(plane.client_kubeconfig(user))
+    path.chmod(0o600)
+    return path
 
 
 def run_report(kubeconfig: Path, *args: str) -> tuple[int, dict[str, Any]]:

@@ -21,9 +21,8 @@ import pytest
 from e2e.cluster import product
 from e2e.cluster.api import Api
 from e2e.cluster.cluster import Cluster
-from e2e.cluster.controlplane import REPO_ROOT
+from e2e.framework.doctor import role_for, until, user_kubeconfig
 from e2e.framework.doctor import run as run_doctor
-from e2e.framework.doctor import until
 from e2e.scenarios.conftest import record
 from service import certificates
 from service.certificate_rotation import CA_CERT, CA_KEY, DEFAULT_SECRET, TLS_CERT, TLS_KEY
@@ -31,7 +30,6 @@ from service.certificate_rotation import CA_CERT, CA_KEY, DEFAULT_SECRET, TLS_CE
 pytestmark = pytest.mark.cluster
 
 USER = "doctor-e2e"
-ROLE = "kubeflow-extension-doctor"
 NAMESPACE = product.WEBHOOK_NAMESPACE
 CONFIGURATION = "kubeflow-extension"
 WEBHOOK_SERVICE = "kubeflow-extension-webhook"
@@ -41,15 +39,9 @@ Found = set[tuple[str, str, str]]
 
 
 def doctor_kubeconfig(cluster: Cluster) -> Path:
-    """doctor's ClusterRole from its kustomization, bound to a user who has nothing else."""
-    cluster.kubectl.run("apply", "-k", str(REPO_ROOT / "doctor" / "rbac"))
-    cluster.kubectl.run(
-        "create", "clusterrolebinding", USER, f"--clusterrole={ROLE}", f"--user={USER}", check=False
-    )
-    kubeconfig = cluster.run_dir / f"{USER}.kubeconfig"
-    kubeconfig.write_text(cluster.plane.client_kubeconfig(USER))
-    kubeconfig.chmod(0o600)
-    return kubeconfig
+    """doctor's ClusterRole bound to a user who has nothing else, and that user's kubeconfig."""
+    cluster.kubectl.apply(role_for(cluster.kubectl, USER))
+    return user_kubeconfig(cluster.plane, USER, cluster.run_dir / f"{USER}.kubeconfig")
 
 
 def doctor(kubeconfig: Path) -> tuple[int, Found]:
